@@ -1,0 +1,32 @@
+"""Client for the Coverbase Workflows API, sync and async, on httpx. No Airflow imports here.
+
+The logic lives once in :mod:`._core` (request building, parsing, error mapping, retry policy);
+:class:`CoverbaseClient` and :class:`AsyncCoverbaseClient` are thin drivers over it. ``_async.py`` is
+generated from ``_sync.py`` by ``scripts/unasync.py`` and checked by ``make test``.
+"""
+
+from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
+from airflow_provider_coverbase.client._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DASHBOARD_RUN_PATH,
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_TIMEOUT,
+    ClientConfig,
+    RetryPolicy,
+)
+from airflow_provider_coverbase.client._core import check_json_object
+from airflow_provider_coverbase.client._sync import CoverbaseClient
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_DASHBOARD_RUN_PATH",
+    "DEFAULT_DASHBOARD_URL",
+    "DEFAULT_TIMEOUT",
+    "AsyncCoverbaseClient",
+    "ClientConfig",
+    "CoverbaseClient",
+    "RetryPolicy",
+    "check_json_object",
+]

@@ -1,0 +1,614 @@
+"""The client's logic, written once and free of I/O. No Airflow imports here.
+
+Everything that decides something lives here: how each endpoint's request is built, how a response
+is parsed, which error a status maps to (with a message a person can act on), and the retry policy
+handed to tenacity. ``CoverbaseClient`` and ``AsyncCoverbaseClient`` only send the requests built
+here and feed the outcome back to :meth:`ClientCore.finish`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+import pydantic
+import tenacity
+
+from airflow_provider_coverbase import __version__
+from airflow_provider_coverbase.client._config import ClientConfig, parse_retry_after
+from airflow_provider_coverbase.exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    CoverbaseAPIError,
+    CoverbaseConfigError,
+    CoverbaseConnectionError,
+    CoverbaseError,
+    CoverbaseResponseValidationError,
+    CoverbaseTimeoutError,
+    IdempotencyConflictError,
+    IdempotencyKeyReusedError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    UnprocessableEntityError,
+    WorkflowDisabledError,
+    WorkflowDispatchFailedError,
+)
+from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
+
+__all__ = ["Call", "ClientCore", "check_json_object", "encode_path_segment"]
+
+log = logging.getLogger("airflow_provider_coverbase.client")
+
+T = TypeVar("T")
+
+#: Largest ``limit`` the list endpoint accepts (it answers 422 above it).
+MAX_LIST_LIMIT = 500
+#: The API does not document a limit on idempotency keys; stay well inside common header limits.
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+_STATUS_ERRORS: dict[int, type[CoverbaseAPIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+_CODE_ERRORS: dict[str, type[CoverbaseAPIError]] = {
+    "workflow_disabled": WorkflowDisabledError,
+    "idempotency_conflict": IdempotencyConflictError,
+    "workflow_dispatch_failed": WorkflowDispatchFailedError,
+}
+_RUN_ID_IN_TEXT = re.compile(r"\b(cbw[a-z]*r_[0-9A-Za-z]+)\b")
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks shared with the Airflow operator.
+
+
+def check_json_object(value: Any, *, name: str = "input") -> dict[str, Any]:
+    """Return ``value`` as a dict that JSON encodes exactly, or raise :class:`InvalidInputError`.
+
+    ``None`` is an empty object. The error names the offending key path, e.g.
+    ``input['vendor_filter']['since'] is a datetime``, so it can be fixed before anything is sent.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(
+            f"{name} must be a JSON object (a dict), got {type(value).__name__}", path=name
+        )
+    _check_json_value(value, name)
+    return dict(value)
+
+
+def _check_json_value(value: Any, path: str) -> None:
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{path} is {value!r}, which JSON cannot encode", path=path)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(
+                    f"{path} has the key {key!r} ({type(key).__name__}); JSON object keys must be strings",
+                    path=path,
+                )
+            _check_json_value(item, f"{path}[{key!r}]")
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json_value(item, f"{path}[{index}]")
+        return
+    hint = " (convert it first, e.g. with .isoformat())" if hasattr(value, "isoformat") else ""
+    raise InvalidInputError(
+        f"{path} is a {type(value).__name__}, which is not JSON-serialisable{hint}", path=path
+    )
+
+
+def encode_path_segment(value: str, *, what: str) -> str:
+    """Percent-encode ``value`` as exactly one URL path segment.
+
+    Everything but unreserved characters is encoded, so ``/``, ``?``, ``#``, ``%``, spaces and
+    unicode all reach the server as part of the name. ``.`` and ``..`` are encoded too, since a URL
+    library would otherwise collapse them as relative path steps.
+    """
+    if not isinstance(value, str) or not value:
+        raise CoverbaseConfigError(f"{what} must be a non-empty string, got {value!r}")
+    if value != value.strip():
+        raise CoverbaseConfigError(f"{what} {value!r} has leading or trailing spaces")
+    encoded = quote(value, safe="")
+    if set(value) == {"."}:
+        encoded = "%2E" * len(value)
+    return encoded
+
+
+def check_idempotency_key(key: str) -> str:
+    """Validate a caller's idempotency key: printable ASCII (it is an HTTP header), 1-255 chars."""
+    if not isinstance(key, str) or not key:
+        raise CoverbaseConfigError(f"idempotency_key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise CoverbaseConfigError(
+            f"idempotency_key is {len(key)} characters long; use at most {MAX_IDEMPOTENCY_KEY_LENGTH}"
+            " (hash a long identifier)"
+        )
+    if not key.isascii() or not key.isprintable() or key != key.strip():
+        raise CoverbaseConfigError(
+            f"idempotency_key {key!r} must be printable ASCII without leading/trailing spaces"
+        )
+    return key
+
+
+def _unix_seconds(value: datetime | int | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise CoverbaseConfigError(f"{what} must be timezone-aware (e.g. tzinfo=UTC)")
+        return int(value.timestamp())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise CoverbaseConfigError(f"{what} must be an aware datetime or Unix seconds, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# One API call: the request, how to read the answer, and what to say when it fails.
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """A request ready to send (the same object on every retry) and how to read its answer."""
+
+    request: httpx.Request
+    parse: Callable[[httpx.Response], T]
+    #: What the caller is doing, for messages: "start workflow 'x'".
+    action: str
+    workflow_name: str | None = None
+    workflow_run_id: str | None = None
+    idempotency_key: str | None = None
+    #: Run-starting calls: a legacy 409 ``idempotency_conflict`` carrying the run is a replay.
+    replay_on_conflict: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def path(self) -> str:
+        return self.request.url.raw_path.decode("ascii").split("?", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _ErrorBody:
+    code: str | None
+    message: str | None
+    request_id: str | None
+    body: Any
+    retry_after: float | None
+
+
+class ClientCore:
+    """Builds requests and reads responses for both clients. Holds no connection and does no I/O."""
+
+    def __init__(self, config: ClientConfig, *, rng: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self._rng = rng or random.random
+        agent = f"airflow-provider-coverbase/{__version__} httpx/{httpx.__version__}"
+        self._user_agent = f"{agent} {config.user_agent}".strip()
+        self._timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
+
+    def __repr__(self) -> str:
+        return f"ClientCore(base_url={self.config.base_url!r})"
+
+    # ---- request building ----------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: list[tuple[str, str | int]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Request:
+        headers = {
+            "Authorization": f"Bearer {self.config.api_key}",
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+        }
+        content: bytes | None = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            content = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        return httpx.Request(
+            method,
+            httpx.URL(self.config.base_url + path, params=params),
+            headers=headers,
+            content=content,
+            extensions={"timeout": self._timeout.as_dict()},
+        )
+
+    def run_workflow(
+        self, workflow_name: str, input: Mapping[str, Any] | None, idempotency_key: str | None
+    ) -> Call[WorkflowRun]:
+        """``POST /v1/workflows/{workflow_name}/run`` with ``{"input": {...}}``."""
+        segment = encode_path_segment(workflow_name, what="workflow_name")
+        payload = {"input": check_json_object(input)}
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_key()
+        request = self._request("POST", f"/v1/workflows/{segment}/run", body=payload, idempotency_key=key)
+        return Call(
+            request,
+            self._parse_started_run(expected_name=workflow_name, idempotency_key=key),
+            action=f"start workflow '{workflow_name}'",
+            workflow_name=workflow_name,
+            idempotency_key=key,
+            replay_on_conflict=True,
+        )
+
+    def run_workflow_definition(
+        self, workflow_definition_id: str, input: Mapping[str, Any] | None, idempotency_key: str | None
+    ) -> Call[WorkflowRun]:
+        """``POST /v1/workflows/runs`` with ``workflow_definition_id`` (legacy contract only)."""
+        encode_path_segment(workflow_definition_id, what="workflow_definition_id")  # same checks
+        payload = {"workflow_definition_id": workflow_definition_id, "input": check_json_object(input)}
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_key()
+        request = self._request("POST", "/v1/workflows/runs", body=payload, idempotency_key=key)
+        return Call(
+            request,
+            self._parse_started_run(expected_definition_id=workflow_definition_id, idempotency_key=key),
+            action=f"start workflow definition '{workflow_definition_id}'",
+            idempotency_key=key,
+            replay_on_conflict=True,
+            extra={"workflow_definition_id": workflow_definition_id},
+        )
+
+    def get_workflow_run(self, workflow_run_id: str) -> Call[WorkflowRun]:
+        """``GET /v1/workflows/runs/{workflow_run_id}``."""
+        segment = encode_path_segment(workflow_run_id, what="workflow_run_id")
+        return Call(
+            self._request("GET", f"/v1/workflows/runs/{segment}"),
+            self._parse_model(WorkflowRun),
+            action=f"read workflow run '{workflow_run_id}'",
+            workflow_run_id=workflow_run_id,
+        )
+
+    def list_workflow_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        created_at_after: datetime | int | None = None,
+        created_at_before: datetime | int | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Call[WorkflowRunList]:
+        """``GET /v1/workflows/runs`` (current API): newest first, ``limit``/``offset`` paging."""
+        params: list[tuple[str, str | int]] = []
+        if workflow_name is not None:
+            encode_path_segment(workflow_name, what="workflow_name")
+            params.append(("workflow_name", workflow_name))
+        statuses = [status] if isinstance(status, str) else list(status or ())
+        params.extend(("status", str(value)) for value in statuses)
+        for name, value in (("created_at_after", created_at_after), ("created_at_before", created_at_before)):
+            seconds = _unix_seconds(value, name)
+            if seconds is not None:
+                params.append((name, seconds))
+        if limit is not None:
+            if not (isinstance(limit, int) and 1 <= limit <= MAX_LIST_LIMIT):
+                raise CoverbaseConfigError(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit!r}")
+            params.append(("limit", limit))
+        if offset is not None:
+            if not (isinstance(offset, int) and offset >= 0):
+                raise CoverbaseConfigError(f"offset must be an integer >= 0, got {offset!r}")
+            params.append(("offset", offset))
+        return Call(
+            self._request("GET", "/v1/workflows/runs", params=params),
+            self._parse_model(WorkflowRunList),
+            action="list workflow runs",
+            workflow_name=workflow_name,
+        )
+
+    def check_auth(self) -> Call[str]:
+        """``GET /v1/utils/authtest``: 200 for any valid key."""
+
+        def parse(response: httpx.Response) -> str:
+            body = _json_or_none(response)
+            message = body.get("msg") if isinstance(body, dict) else None
+            return str(message or "Auth successful")
+
+        return Call(self._request("GET", "/v1/utils/authtest"), parse, action="check the API key")
+
+    # ---- response handling ---------------------------------------------------------------
+
+    def finish(self, call: Call[T], outcome: httpx.Response | httpx.TransportError, attempt: int) -> T:
+        """Turn one attempt's outcome into the call's result, or raise the error it means.
+
+        Both clients call this after every attempt; the raised error carries ``attempts`` and
+        ``retryable``, which the retry policy reads.
+        """
+        try:
+            if isinstance(outcome, httpx.TransportError):
+                raise self._transport_error(call, outcome)
+            log.debug("%s %s -> %s", call.method, call.path, outcome.status_code)
+            if outcome.is_success:
+                return call.parse(outcome)
+            if call.replay_on_conflict and outcome.status_code == 409:
+                replayed = self._replayed_run(outcome)
+                if replayed is not None:
+                    log.info(
+                        "Coverbase replayed the run already started with idempotency key %s: %s",
+                        call.idempotency_key,
+                        replayed.get("workflow_run_id"),
+                    )
+                    return call.parse(_as_success(outcome, replayed))
+            raise self._status_error(call, outcome)
+        except CoverbaseError as error:
+            error.attempts = attempt
+            raise
+
+    def _transport_error(self, call: Call[Any], error: httpx.TransportError) -> CoverbaseConnectionError:
+        kind = type(error).__name__
+        if isinstance(error, httpx.TimeoutException):
+            return CoverbaseTimeoutError(
+                f"Coverbase did not answer in time to {call.action} ({kind} on {call.method} {call.path}, "
+                f"timeout {self.config.timeout:g} s, connect {self.config.connect_timeout:g} s)",
+                method=call.method,
+                path=call.path,
+            )
+        return CoverbaseConnectionError(
+            f"could not reach Coverbase at {self.config.base_url} to {call.action} "
+            f"({kind} on {call.method} {call.path}: {error})",
+            method=call.method,
+            path=call.path,
+        )
+
+    def _status_error(self, call: Call[Any], response: httpx.Response) -> CoverbaseAPIError:
+        info = _read_error_body(response)
+        status = response.status_code
+        cls = _CODE_ERRORS.get(info.code or "") or _STATUS_ERRORS.get(status)
+        if cls is None:
+            cls = ServerError if status >= 500 else CoverbaseAPIError
+        summary = self._summary(call, status, info)
+        where = f"HTTP {status}{' ' + info.code if info.code else ''}, {call.method} {call.path}"
+        kwargs: dict[str, Any] = {
+            "status_code": status,
+            "method": call.method,
+            "path": call.path,
+            "code": info.code,
+            "api_message": info.message,
+            "request_id": info.request_id,
+            "body": info.body,
+            "retry_after": info.retry_after,
+        }
+        if cls is WorkflowDispatchFailedError:
+            match = _RUN_ID_IN_TEXT.search(info.message or "")
+            kwargs["workflow_run_id"] = match.group(1) if match else None
+        return cls(f"{summary} [{where}]", **kwargs)
+
+    def _summary(self, call: Call[Any], status: int, info: _ErrorBody) -> str:
+        said = f": {info.message}" if info.message else ""
+        code = info.code or ""
+        name = call.workflow_name
+        if status == 401:
+            return (
+                f"Coverbase rejected the API key{said}. Check the connection's API key: it is invalid, "
+                "expired or revoked"
+            )
+        if status == 403:
+            if code == "ip_not_allowed":
+                return (
+                    f"Coverbase refused to {call.action}: this machine's IP is not in the org's API allowlist"
+                )
+            return f"Coverbase refused to {call.action} (permission denied){said}"
+        if status == 404 and name is not None and code in ("workflow_not_found", ""):
+            return f"workflow '{name}' not found for this API key's org{said}"
+        if status == 404 and call.workflow_run_id is not None:
+            return (
+                f"workflow run '{call.workflow_run_id}' not found for this API key's org "
+                f"(a run of another org reads as not found too){said}"
+            )
+        if code == "workflow_disabled":
+            return (
+                f"workflow '{name}' is disabled in Coverbase; enable it there, then run the task again{said}"
+            )
+        if code == "invalid_input":
+            return f"Coverbase rejected the input to {call.action}{said}. Fix the input to match the workflow"
+        if code == "idempotency_conflict":
+            return (
+                f"a run already exists for idempotency key {call.idempotency_key!r}, but Coverbase did not "
+                f"return it{said}. Look the run up in Coverbase, or use another key for a new run"
+            )
+        if code == "workflow_dispatch_failed":
+            return f"Coverbase created the run but could not dispatch it while trying to {call.action}{said}"
+        if status == 422:
+            return f"Coverbase could not validate the request to {call.action}{said}"
+        if status == 429:
+            wait = f"; it asked to wait {info.retry_after:g} s" if info.retry_after is not None else ""
+            return f"Coverbase is rate limiting this org while trying to {call.action}{wait}{said}"
+        if status >= 500:
+            return f"Coverbase had a server error ({status}) while trying to {call.action}{said}"
+        return f"Coverbase answered {status} to the request to {call.action}{said}"
+
+    def _replayed_run(self, response: httpx.Response) -> dict[str, Any] | None:
+        """The original run's fields inside a legacy ``409 idempotency_conflict`` body, if there."""
+        body = _json_or_none(response)
+        if not isinstance(body, dict):
+            return None
+        detail = body.get("detail")
+        code = detail.get("code") if isinstance(detail, dict) else None
+        if code != "idempotency_conflict":
+            return None
+        candidates: list[Any] = [body]
+        for holder in (body, detail):
+            if isinstance(holder, dict):
+                candidates += [holder.get(k) for k in ("workflow_run", "original_response", "run")]
+        for candidate in candidates:
+            if isinstance(candidate, dict) and "workflow_run_id" in candidate:
+                return {k: v for k, v in candidate.items() if k not in ("detail", "request_id")}
+        return None
+
+    def _parse_model(self, model: type[Any]) -> Callable[[httpx.Response], Any]:
+        def parse(response: httpx.Response) -> Any:
+            try:
+                return model.model_validate_json(response.content)
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+                where = ".".join(str(part) for part in first["loc"]) or "body"
+                raise CoverbaseResponseValidationError(
+                    f"Coverbase answered {response.status_code} to {response.request.method} "
+                    f"{response.request.url.path} with a body this client cannot read "
+                    f"({where}: {first['msg']})",
+                    method=response.request.method,
+                    path=response.request.url.path,
+                    status_code=response.status_code,
+                ) from None
+
+        return parse
+
+    def _parse_started_run(
+        self,
+        *,
+        idempotency_key: str,
+        expected_name: str | None = None,
+        expected_definition_id: str | None = None,
+    ) -> Callable[[httpx.Response], WorkflowRun]:
+        read = self._parse_model(WorkflowRun)
+
+        def parse(response: httpx.Response) -> WorkflowRun:
+            run: WorkflowRun = read(response)
+            # One key covers every workflow name (current API): a replay may be another workflow's run.
+            other = None
+            if expected_name is not None and run.workflow_name and run.workflow_name != expected_name:
+                other = f"workflow '{run.workflow_name}'"
+            if (
+                expected_definition_id is not None
+                and run.workflow_definition_id
+                and run.workflow_definition_id != expected_definition_id
+            ):
+                other = f"workflow definition '{run.workflow_definition_id}'"
+            if other is not None:
+                wanted = expected_name or expected_definition_id
+                raise IdempotencyKeyReusedError(
+                    f"idempotency key {idempotency_key!r} was already used for run {run.workflow_run_id} of "
+                    f"{other}, so Coverbase replayed that run instead of starting '{wanted}'. "
+                    "Use a key that is unique per run across all workflows",
+                    status_code=response.status_code,
+                    method=response.request.method,
+                    path=response.request.url.path,
+                    code="idempotency_key_reused",
+                )
+            return run
+
+        return parse
+
+    # ---- retries -------------------------------------------------------------------------
+
+    def retry_kwargs(self, sleep: Callable[[float], Any]) -> dict[str, Any]:
+        """Arguments for ``tenacity.Retrying``/``AsyncRetrying``: one policy for both clients."""
+        policy = self.config.retry
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            assert error is not None  # tenacity only waits after a failed attempt
+            return policy.delay(state.attempt_number, error, self._rng())
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "Retrying in %.1f s (attempt %d of %d failed): %s",
+                state.upcoming_sleep,
+                state.attempt_number,
+                policy.max_attempts,
+                error.message if isinstance(error, CoverbaseError) else error,
+            )
+
+        return {
+            "stop": tenacity.stop_after_attempt(policy.max_attempts),
+            "wait": wait,
+            "retry": tenacity.retry_if_exception(policy.should_retry),
+            "before_sleep": before_sleep,
+            "reraise": True,
+            "sleep": sleep,
+        }
+
+
+def new_key() -> str:
+    """A fresh idempotency key for one logical call (reused by every retry of that call)."""
+    return f"cbaf-{uuid.uuid4()}"
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _read_error_body(response: httpx.Response) -> _ErrorBody:
+    """Read an error body of any API version: ``detail`` as an object, a list (422) or a string."""
+    body = _json_or_none(response)
+    code: str | None = None
+    message: str | None = None
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, dict):
+            code = _str_or_none(detail.get("code"))
+            message = _str_or_none(detail.get("message") or detail.get("error"))
+        elif isinstance(detail, list):
+            message = "; ".join(_validation_item(item) for item in detail) or None
+            code = "validation_error"
+        elif isinstance(detail, str):
+            message = detail
+        else:
+            code = _str_or_none(body.get("code") or body.get("error"))
+            message = _str_or_none(body.get("message") or body.get("error_description"))
+    elif body is None and response.content:
+        message = response.text[:300].strip() or None
+    request_id = (body.get("request_id") if isinstance(body, dict) else None) or response.headers.get(
+        "x-coverbase-request-id"
+    )
+    return _ErrorBody(
+        code=code,
+        message=message,
+        request_id=_str_or_none(request_id),
+        body=body,
+        retry_after=parse_retry_after(response.headers.get("retry-after"), body),
+    )
+
+
+def _validation_item(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    loc = item.get("loc")
+    where = ".".join(str(part) for part in loc) if isinstance(loc, list | tuple) else ""
+    msg = str(item.get("msg", "invalid"))
+    return f"{where}: {msg}" if where else msg
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _as_success(conflict: httpx.Response, run_fields: dict[str, Any]) -> httpx.Response:
+    """A synthetic 200 response carrying a replayed run, so one parser reads both shapes."""
+    return httpx.Response(200, json=run_fields, request=conflict.request)
