@@ -1,0 +1,384 @@
+"""``CoverbaseHook``: an Airflow connection turned into a Coverbase client. A thin adapter.
+
+The connection's fields map to the client like this:
+
+- **host** (shown as "Base URL"): ``https://api.coverbase.app`` when empty. A host without a scheme
+  gets ``https://``, or ``http://`` when it is loopback (the emulator). **port**, if set, is added.
+- **password** (shown as "API key"): the ``ak_...`` key, sent only in the ``Authorization`` header.
+- **extra** (each one a form field of its own): ``timeout`` and ``connect_timeout`` (seconds),
+  ``max_retries``, ``dashboard_url`` and ``dashboard_run_path`` (where the "Coverbase workflow run"
+  link points), ``allow_insecure_http``. An unknown extra is an error, so a typo cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+from airflow.sdk import BaseHook
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from airflow_provider_coverbase.client import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DASHBOARD_RUN_PATH,
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_TIMEOUT,
+    AsyncCoverbaseClient,
+    ClientConfig,
+    CoverbaseClient,
+    RetryPolicy,
+)
+from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
+from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+__all__ = ["CoverbaseConnectionSettings", "CoverbaseHook", "settings_from_connection"]
+
+DEFAULT_MAX_RETRIES = 3
+
+
+class _Extras(BaseModel):
+    """The connection's extra fields. ``extra="forbid"``: a typo fails loudly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
+    connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20)
+    dashboard_url: str | None = None
+    dashboard_run_path: str = DEFAULT_DASHBOARD_RUN_PATH
+    allow_insecure_http: bool = False
+
+    @field_validator("dashboard_run_path")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if "{workflow_run_id}" not in value:
+            raise ValueError("must contain '{workflow_run_id}', e.g. /workflows/runs/{workflow_run_id}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class CoverbaseConnectionSettings:
+    """What a Coverbase connection means, parsed and checked once."""
+
+    client: ClientConfig
+    dashboard_url: str
+    dashboard_run_path: str
+
+    def dashboard_run_url(self, workflow_run_id: str) -> str:
+        """The page of a run in the Coverbase dashboard."""
+        path = self.dashboard_run_path.format(workflow_run_id=quote(workflow_run_id, safe=""))
+        return f"{self.dashboard_url.rstrip('/')}/{path.lstrip('/')}"
+
+
+def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[str, Any]:
+    if not extra:
+        return {}
+    if isinstance(extra, str):
+        try:
+            loaded = json.loads(extra)
+        except json.JSONDecodeError as exc:
+            raise CoverbaseConfigError(
+                f"the extra of connection '{conn_id}' is not valid JSON ({exc.msg})"
+            ) from None
+    else:
+        loaded = dict(extra)
+    if not isinstance(loaded, dict):
+        raise CoverbaseConfigError(f"the extra of connection '{conn_id}' must be a JSON object")
+    # Older Airflow forms stored custom fields as extra__<conn_type>__<field>.
+    prefix = f"extra__{CoverbaseHook.conn_type}__"
+    return {k.removeprefix(prefix): v for k, v in loaded.items() if v is not None and v != ""}
+
+
+def settings_from_connection(
+    conn_id: str,
+    *,
+    host: str | None,
+    port: int | None,
+    password: str | None,
+    extra: str | Mapping[str, Any] | None,
+) -> CoverbaseConnectionSettings:
+    """Turn a connection's fields into checked settings, or raise :class:`CoverbaseConfigError`."""
+    if not password:
+        raise CoverbaseConfigError(
+            f"connection '{conn_id}' has no API key: put the Coverbase 'ak_...' key in its password field"
+        )
+    try:
+        extras = _Extras.model_validate(_parse_extra(extra, conn_id))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}" for err in exc.errors()
+        )
+        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {problems}") from None
+    base_url = (host or "").strip() or DEFAULT_BASE_URL
+    if port:
+        parts = urlsplit(base_url if "://" in base_url else f"//{base_url}")
+        if parts.port is None:
+            base_url = base_url.rstrip("/")
+            if parts.path not in ("", "/"):
+                raise CoverbaseConfigError(
+                    f"connection '{conn_id}': put the port inside the host URL when it has a path"
+                )
+            base_url = f"{base_url}:{port}"
+    try:
+        client = ClientConfig(
+            api_key=password,
+            base_url=base_url,
+            timeout=extras.timeout,
+            connect_timeout=extras.connect_timeout,
+            retry=RetryPolicy.from_max_retries(extras.max_retries),
+            allow_insecure_http=extras.allow_insecure_http,
+        )
+    except CoverbaseConfigError as exc:
+        raise CoverbaseConfigError(f"connection '{conn_id}': {exc.message}") from None
+    return CoverbaseConnectionSettings(
+        client=client,
+        dashboard_url=(extras.dashboard_url or DEFAULT_DASHBOARD_URL).rstrip("/"),
+        dashboard_run_path=extras.dashboard_run_path,
+    )
+
+
+class CoverbaseHook(BaseHook):
+    """Talk to the Coverbase Workflows API through an Airflow connection.
+
+    ```python
+    hook = CoverbaseHook()  # connection "coverbase_default"
+    run = hook.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"}, idempotency_key="q4")
+    print(hook.get_workflow_run(run.workflow_run_id).status)
+    ```
+
+    Sync methods look the connection up synchronously; the ``a``-prefixed ones use
+    ``aget_connection``, so the triggerer's event loop never makes a blocking lookup. Each hook keeps
+    one HTTP client per mode and reuses it across calls; call :meth:`close`/:meth:`aclose` when done.
+
+    :param coverbase_conn_id: The Airflow connection to use.
+    :param transport: Replaces the sync network transport (tests pass ``httpx.MockTransport``).
+    :param async_transport: Replaces the async network transport.
+    """
+
+    conn_name_attr = "coverbase_conn_id"
+    default_conn_name = "coverbase_default"
+    conn_type = "coverbase"
+    hook_name = "Coverbase"
+
+    def __init__(
+        self,
+        coverbase_conn_id: str = default_conn_name,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__()
+        self.coverbase_conn_id = coverbase_conn_id
+        self._transport = transport
+        self._async_transport = async_transport
+        self._settings: CoverbaseConnectionSettings | None = None
+        self._client: CoverbaseClient | None = None
+        self._async_client: AsyncCoverbaseClient | None = None
+
+    def __repr__(self) -> str:
+        return f"CoverbaseHook(coverbase_conn_id={self.coverbase_conn_id!r})"
+
+    # ---- connection ----------------------------------------------------------------------
+
+    def _settings_from(self, conn: Connection) -> CoverbaseConnectionSettings:
+        return settings_from_connection(
+            self.coverbase_conn_id, host=conn.host, port=conn.port, password=conn.password, extra=conn.extra
+        )
+
+    def get_settings(self) -> CoverbaseConnectionSettings:
+        """The connection's settings (looked up once per hook, synchronously)."""
+        if self._settings is None:
+            settings = self._settings_from(self.get_connection(self.coverbase_conn_id))
+            _mask(settings.client.api_key)
+            self._settings = settings
+        return self._settings
+
+    async def aget_settings(self) -> CoverbaseConnectionSettings:
+        """The connection's settings, looked up without blocking the event loop."""
+        if self._settings is None:
+            settings = self._settings_from(await self.aget_connection(self.coverbase_conn_id))
+            await _amask(settings.client.api_key)
+            self._settings = settings
+        return self._settings
+
+    def get_client(self) -> CoverbaseClient:
+        """The hook's sync client (made on first use, then reused)."""
+        if self._client is None:
+            self._client = CoverbaseClient(config=self.get_settings().client, transport=self._transport)
+        return self._client
+
+    def get_conn(self) -> CoverbaseClient:
+        """Airflow's generic accessor: same as :meth:`get_client`."""
+        return self.get_client()
+
+    async def get_async_client(self) -> AsyncCoverbaseClient:
+        """The hook's async client (made on first use, then reused; bound to the running loop)."""
+        if self._async_client is None:
+            settings = await self.aget_settings()
+            self._async_client = AsyncCoverbaseClient(config=settings.client, transport=self._async_transport)
+        return self._async_client
+
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close the async client's connections."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    def dashboard_run_url(self, workflow_run_id: str) -> str:
+        """The run's page in the Coverbase dashboard (per the connection's dashboard settings)."""
+        return self.get_settings().dashboard_run_url(workflow_run_id)
+
+    async def adashboard_run_url(self, workflow_run_id: str) -> str:
+        """Async :meth:`dashboard_run_url`."""
+        return (await self.aget_settings()).dashboard_run_url(workflow_run_id)
+
+    # ---- API, sync -----------------------------------------------------------------------
+
+    def run_workflow(
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> WorkflowRun:
+        """Start the workflow ``workflow_name``; see :meth:`CoverbaseClient.run_workflow`."""
+        return self.get_client().run_workflow(workflow_name, input, idempotency_key=idempotency_key)
+
+    def run_workflow_definition(
+        self,
+        workflow_definition_id: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> WorkflowRun:
+        """Start a workflow by definition id (legacy contract only)."""
+        return self.get_client().run_workflow_definition(
+            workflow_definition_id, input, idempotency_key=idempotency_key
+        )
+
+    def get_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
+        """Read one run."""
+        return self.get_client().get_workflow_run(workflow_run_id)
+
+    def list_workflow_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        created_at_after: datetime | int | None = None,
+        created_at_before: datetime | int | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> WorkflowRunList:
+        """One page of runs, newest first (current API)."""
+        return self.get_client().list_workflow_runs(
+            workflow_name=workflow_name,
+            status=status,
+            created_at_after=created_at_after,
+            created_at_before=created_at_before,
+            limit=limit,
+            offset=offset,
+        )
+
+    def check_auth(self) -> str:
+        """Check the API key."""
+        return self.get_client().check_auth()
+
+    # ---- API, async ----------------------------------------------------------------------
+
+    async def arun_workflow(
+        self,
+        workflow_name: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> WorkflowRun:
+        """Async :meth:`run_workflow`."""
+        client = await self.get_async_client()
+        return await client.run_workflow(workflow_name, input, idempotency_key=idempotency_key)
+
+    async def arun_workflow_definition(
+        self,
+        workflow_definition_id: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> WorkflowRun:
+        """Async :meth:`run_workflow_definition`."""
+        client = await self.get_async_client()
+        return await client.run_workflow_definition(
+            workflow_definition_id, input, idempotency_key=idempotency_key
+        )
+
+    async def aget_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
+        """Async :meth:`get_workflow_run`."""
+        client = await self.get_async_client()
+        return await client.get_workflow_run(workflow_run_id)
+
+    async def alist_workflow_runs(
+        self,
+        *,
+        workflow_name: str | None = None,
+        status: str | Iterable[str] | None = None,
+        created_at_after: datetime | int | None = None,
+        created_at_before: datetime | int | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> WorkflowRunList:
+        """Async :meth:`list_workflow_runs`."""
+        client = await self.get_async_client()
+        return await client.list_workflow_runs(
+            workflow_name=workflow_name,
+            status=status,
+            created_at_after=created_at_after,
+            created_at_before=created_at_before,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def acheck_auth(self) -> str:
+        """Async :meth:`check_auth`."""
+        client = await self.get_async_client()
+        return await client.check_auth()
+
+    # ---- Airflow UI ----------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key against ``GET /v1/utils/authtest``; the message says what to fix."""
+        try:
+            message = self.check_auth()
+        except CoverbaseError as exc:
+            return False, str(exc)
+        finally:
+            self.close()
+        return True, f"Connected to {self.get_settings().client.base_url}: {message}"
+
+
+def _mask(secret: str) -> None:
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+async def _amask(secret: str) -> None:
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow 3.2: only the sync call exists
+        _mask(secret)
+        return
+    await amask_secret(secret)

@@ -1,0 +1,1 @@
+"""Part of airflow_provider_coverbase."""
