@@ -1,0 +1,65 @@
+"""``coverbase-emulator`` / ``python -m airflow_provider_coverbase.testing``: serve the emulator.
+
+Prints the base URL, the API keys and the ``AIRFLOW_CONN_COVERBASE_DEFAULT`` value, then serves
+until interrupted. No Airflow imports, no client imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+
+from airflow_provider_coverbase.testing.clock import EmulatorClock
+from airflow_provider_coverbase.testing.config import DIALECTS, EmulatorConfig, load_config
+from airflow_provider_coverbase.testing.server import bind_socket, connection_value, serve_forever, url_for
+from airflow_provider_coverbase.testing.state import EmulatorState
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="coverbase-emulator",
+        description="Local stand-in for the Coverbase Workflows API (loopback HTTP).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8900, help="port (0 picks a free one; default 8900)")
+    parser.add_argument("--config", help="YAML or JSON file with workflows/orgs (added to the built-ins)")
+    parser.add_argument("--dialect", choices=DIALECTS, default="legacy", help="API contract (default legacy)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="emulated seconds per real second (default: config, else 1)",
+    )
+    parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = load_config(args.config) if args.config else EmulatorConfig()
+    speed = config.speed if args.speed is None else args.speed
+    state = EmulatorState(config, args.dialect, EmulatorClock(speed))
+    sock = bind_socket(args.host, args.port)
+    base_url = url_for(sock)
+    conn = connection_value(base_url, config.orgs[0].api_key)
+    lines = [
+        f"Coverbase emulator ({args.dialect} dialect) listening on {base_url}",
+        f"Base URL: {base_url}",
+        f"API key: {config.orgs[0].api_key}",
+    ]
+    lines += [f"API key ({org.name or org.org_id}): {org.api_key}" for org in config.orgs[1:]]
+    lines += [
+        f"AIRFLOW_CONN_COVERBASE_DEFAULT={shlex.quote(conn)}",
+        f"Admin API: {base_url}/_emulator (faults, clock, requests, reset); workflows: "
+        + ", ".join(sorted(w.name for w in config.workflows)),
+    ]
+    print("\n".join(lines), flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_forever(state, sock, args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

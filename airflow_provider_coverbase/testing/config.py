@@ -1,0 +1,339 @@
+"""Configuration of the Coverbase emulator: orgs, API keys, limits and workflow definitions.
+
+Definitions come from YAML/JSON (``load_config``) or are built in Python. Each definition is
+compiled once into a timeline, so a run's state is a pure function of its age: that is what lets
+one process serve thousands of runs without a task per run.
+
+No Airflow imports, no client imports: this is an independent implementation of the server side.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Dialect = Literal["legacy", "current"]
+FinalStatus = Literal["completed", "failed", "cancelled"]
+
+DIALECTS: tuple[Dialect, ...] = ("legacy", "current")
+FINAL_STATUSES: tuple[FinalStatus, ...] = ("completed", "failed", "cancelled")
+
+#: Test-only keys of the two built-in orgs. Never real credentials.
+DEFAULT_ORG1_KEY = "ak_test_5f0c2a9e8b7d4c1fa3e6b9d2c5f8a1e4"
+DEFAULT_ORG2_KEY = "ak_test_9d3b7e1a4c6f8b2d5e0a3c7f1b4d8e6a"
+
+#: V3 webhook retry schedule, in emulated seconds (scaled by the clock speed).
+DEFAULT_WEBHOOK_RETRY_DELAYS: tuple[float, ...] = (4.0, 16.0, 64.0, 240.0, 240.0)
+
+
+class ConfigError(ValueError):
+    """The emulator configuration is malformed."""
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A named stage of a run, reached ``duration_seconds`` after the previous one."""
+
+    name: str
+    duration_seconds: float = 1.0
+    action_type: str = "custom"
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A paused phase (legacy ``paused`` status) right after ``after_checkpoint`` is reached."""
+
+    after_checkpoint: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Offsets (emulated seconds from the start) of everything that happens in a run."""
+
+    pending_until: float
+    reach_offsets: tuple[float, ...]
+    pause_window: tuple[float, float] | None
+    terminal_offset: float
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """One workflow the emulator can run.
+
+    ``final_status`` is reached after the last checkpoint unless ``never_finishes`` is set, in
+    which case the run stays running/started forever (the current API's stalled runs). For a
+    failed run the last checkpoint is the failing step. ``dispatch_fails`` makes the current
+    dialect answer ``502 workflow_dispatch_failed`` after creating the run.
+    """
+
+    name: str
+    checkpoints: tuple[Checkpoint, ...] = ()
+    id: str | None = None
+    input_schema: Mapping[str, Any] | None = None
+    pending_seconds: float = 0.0
+    pause: Pause | None = None
+    final_status: FinalStatus = "completed"
+    output: Mapping[str, Any] | None = None
+    failure_message: str = "Workflow step failed."
+    never_finishes: bool = False
+    enabled: bool = True
+    dispatch_fails: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("a workflow definition needs a non-empty name")
+        if self.final_status not in FINAL_STATUSES:
+            raise ConfigError(f"workflow {self.name!r}: final_status must be one of {FINAL_STATUSES}")
+        names = [c.name for c in self.checkpoints]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"workflow {self.name!r}: checkpoint names must be unique")
+        if any(c.duration_seconds < 0 for c in self.checkpoints) or self.pending_seconds < 0:
+            raise ConfigError(f"workflow {self.name!r}: durations must not be negative")
+        if self.pause is not None and self.pause.after_checkpoint not in names:
+            raise ConfigError(f"workflow {self.name!r}: pause.after_checkpoint names no checkpoint")
+
+    def definition_id(self, dialect: Dialect) -> str:
+        """The definition ID in the dialect's format, stable for a given name."""
+        if self.id:
+            return self.id
+        if dialect == "legacy":
+            return "cbwfdef_" + _digest("def", self.name)[:16]
+        return "cbwd_" + _digest("def", self.name)[:32]
+
+    def component_id(self, checkpoint: str) -> str:
+        return "cbwc_" + _digest("component", self.name, checkpoint)[:32]
+
+    @cached_property
+    def timeline(self) -> Timeline:
+        t = self.pending_seconds
+        reach: list[float] = []
+        window: tuple[float, float] | None = None
+        for cp in self.checkpoints:
+            t += cp.duration_seconds
+            reach.append(t)
+            if self.pause is not None and self.pause.after_checkpoint == cp.name:
+                window = (t, t + self.pause.seconds)
+                t += self.pause.seconds
+        return Timeline(self.pending_seconds, tuple(reach), window, t)
+
+    def reached_count(self, elapsed: float) -> int:
+        """How many checkpoints have been reached ``elapsed`` seconds into a run."""
+        return bisect.bisect_right(self.timeline.reach_offsets, elapsed)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> WorkflowDefinition:
+        """Build a definition from its YAML/JSON form (see the module docstring for keys)."""
+        data = dict(raw)
+        known = {
+            "name",
+            "checkpoints",
+            "id",
+            "input_schema",
+            "pending_seconds",
+            "pause",
+            "final_status",
+            "output",
+            "failure_message",
+            "never_finishes",
+            "enabled",
+            "dispatch_fails",
+        }
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown workflow keys: {sorted(unknown)}")
+        checkpoints: list[Checkpoint] = []
+        for item in data.pop("checkpoints", None) or []:
+            if isinstance(item, str):
+                checkpoints.append(Checkpoint(item))
+            elif isinstance(item, Mapping):
+                checkpoints.append(
+                    Checkpoint(
+                        name=str(item["name"]),
+                        duration_seconds=float(item.get("duration_seconds", 1.0)),
+                        action_type=str(item.get("action_type", "custom")),
+                    )
+                )
+            else:
+                raise ConfigError(f"bad checkpoint entry: {item!r}")
+        pause_raw = data.pop("pause", None)
+        pause = (
+            Pause(str(pause_raw["after_checkpoint"]), float(pause_raw["seconds"]))
+            if isinstance(pause_raw, Mapping)
+            else None
+        )
+        try:
+            return cls(checkpoints=tuple(checkpoints), pause=pause, **data)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class OrgConfig:
+    """An org with its API key and optional limits (``None`` means unlimited).
+
+    ``requests_per_window`` is a fixed-window budget over every authenticated ``/v1`` request;
+    ``max_concurrent_runs`` caps the org's non-terminal runs.
+    """
+
+    org_id: str
+    api_key: str
+    name: str = ""
+    requests_per_window: int | None = None
+    window_seconds: float = 60.0
+    max_concurrent_runs: int | None = None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> OrgConfig:
+        try:
+            return cls(**dict(raw))
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+def default_orgs() -> tuple[OrgConfig, ...]:
+    return (
+        OrgConfig("cborg_" + _digest("org", "1")[:32], DEFAULT_ORG1_KEY, "Emulator Org One"),
+        OrgConfig("cborg_" + _digest("org", "2")[:32], DEFAULT_ORG2_KEY, "Emulator Org Two"),
+    )
+
+
+def default_workflows() -> tuple[WorkflowDefinition, ...]:
+    """The built-in definitions. Durations are short so a demo run finishes in seconds."""
+    return (
+        WorkflowDefinition(
+            name="quarterly-privacy-sweep",
+            checkpoints=(
+                Checkpoint("vendors_selected", 1.0, "select_vendors"),
+                Checkpoint("questionnaires_dispatched", 1.0, "send_questionnaire"),
+                Checkpoint("responses_aggregated", 1.0, "aggregate_responses"),
+                Checkpoint("report_delivered", 1.0, "deliver_report"),
+            ),
+            input_schema={
+                "type": "object",
+                "required": ["quarter", "vendor_filter"],
+                "properties": {
+                    "quarter": {"type": "string", "minLength": 1},
+                    "vendor_filter": {"type": "object"},
+                    "due_date": {"type": "string"},
+                },
+            },
+            output={
+                "vendors_processed": 38,
+                "responses_received": 32,
+                "report_url": "https://dashboard.coverbase.app/reports/cbrpt_emulator",
+            },
+        ),
+        WorkflowDefinition(
+            name="adhoc-campaign",
+            checkpoints=(
+                Checkpoint("campaign_sent", 0.5, "send_campaign"),
+                Checkpoint("campaign_closed", 0.5),
+            ),
+            output={"recipients": 12},
+        ),
+        WorkflowDefinition(
+            name="always-fails",
+            checkpoints=(Checkpoint("vendors_selected", 0.5), Checkpoint("questionnaires_dispatched", 0.5)),
+            final_status="failed",
+            failure_message="Questionnaire template not found.",
+        ),
+        WorkflowDefinition(
+            name="gets-cancelled",
+            checkpoints=(Checkpoint("vendors_selected", 0.5),),
+            final_status="cancelled",
+        ),
+        WorkflowDefinition(
+            name="pending-then-paused",
+            checkpoints=(Checkpoint("intake_received", 0.5), Checkpoint("approved", 0.5)),
+            pending_seconds=0.5,
+            pause=Pause("intake_received", 1.0),
+            output={"approved": True},
+        ),
+        WorkflowDefinition(
+            name="stalled-forever",
+            checkpoints=(Checkpoint("vendors_selected", 0.5),),
+            never_finishes=True,
+        ),
+        WorkflowDefinition(name="disabled-workflow", checkpoints=(Checkpoint("never", 1.0),), enabled=False),
+        WorkflowDefinition(
+            name="dispatch-fails", checkpoints=(Checkpoint("never", 1.0),), dispatch_fails=True
+        ),
+        WorkflowDefinition(
+            name="vendor sweep/eu",
+            checkpoints=(Checkpoint("vendors_selected", 0.5), Checkpoint("report_delivered", 0.5)),
+            output={"region": "eu"},
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything an emulator instance starts from; ``reset()`` returns to this state."""
+
+    workflows: tuple[WorkflowDefinition, ...] = field(default_factory=default_workflows)
+    orgs: tuple[OrgConfig, ...] = field(default_factory=default_orgs)
+    speed: float = 1.0
+    idempotency_ttl_seconds: float = 24 * 3600.0
+    webhook_retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS
+    webhook_timeout_seconds: float = 10.0
+    request_log_limit: int = 10_000
+
+    def __post_init__(self) -> None:
+        if len(self.orgs) < 1:
+            raise ConfigError("at least one org is required")
+        keys = [o.api_key for o in self.orgs]
+        if len(set(keys)) != len(keys):
+            raise ConfigError("API keys must be unique")
+        if self.speed < 0:
+            raise ConfigError("speed must not be negative")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> EmulatorConfig:
+        """Build from a mapping with optional keys ``workflows``, ``orgs``, ``include_defaults``,
+        ``speed``, ``idempotency_ttl_seconds``, ``webhook_retry_delays``, ``webhook_timeout_seconds``,
+        ``request_log_limit``. Custom workflows are added to the built-in ones unless
+        ``include_defaults`` is false; a custom workflow replaces a built-in of the same name."""
+        data = dict(raw)
+        include_defaults = bool(data.pop("include_defaults", True))
+        wf_raw: Sequence[Mapping[str, Any]] = data.pop("workflows", None) or []
+        custom = [WorkflowDefinition.from_dict(w) for w in wf_raw]
+        base = list(default_workflows()) if include_defaults else []
+        names = {w.name for w in custom}
+        workflows = tuple([w for w in base if w.name not in names] + custom)
+        orgs_raw: Sequence[Mapping[str, Any]] | None = data.pop("orgs", None)
+        orgs = tuple(OrgConfig.from_dict(o) for o in orgs_raw) if orgs_raw else default_orgs()
+        if "webhook_retry_delays" in data:
+            data["webhook_retry_delays"] = tuple(float(x) for x in data["webhook_retry_delays"])
+        try:
+            return cls(workflows=workflows, orgs=orgs, **data)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+def load_config(path: str | Path) -> EmulatorConfig:
+    """Read an ``EmulatorConfig`` from a ``.yaml``/``.yml`` or ``.json`` file.
+
+    A top-level list is taken as the list of workflows.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    raw: Any = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    if raw is None:
+        raw = {}
+    if isinstance(raw, list):
+        raw = {"workflows": raw}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping or a list of workflows")
+    return EmulatorConfig.from_dict(raw)

@@ -1,0 +1,365 @@
+"""``CoverbaseEmulator``: the emulator served over real loopback HTTP from a daemon thread.
+
+Use it as a context manager (or ``start()``/``stop()``), point a client at ``base_url`` with
+``api_key``, and drive time, faults and limits through the methods below. The same controls exist
+over HTTP under ``/_emulator/`` for out-of-process emulators (the CLI).
+
+No Airflow imports, no client imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from airflow_provider_coverbase.testing.app import create_app
+from airflow_provider_coverbase.testing.clock import EmulatorClock
+from airflow_provider_coverbase.testing.config import (
+    Checkpoint,
+    Dialect,
+    EmulatorConfig,
+    FinalStatus,
+    Pause,
+    WorkflowDefinition,
+)
+from airflow_provider_coverbase.testing.state import JSON, EmulatorState, Fault
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket; ``port=0`` picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_for(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def connection_value(base_url: str, api_key: str) -> str:
+    """The ``AIRFLOW_CONN_COVERBASE_DEFAULT`` value (Airflow's JSON connection form)."""
+    return json.dumps(
+        {
+            "conn_type": "coverbase",
+            "host": base_url,
+            "password": api_key,
+            "extra": {"dashboard_url": f"{base_url}/_emulator"},
+        }
+    )
+
+
+def uvicorn_config(app: Any, log_level: str = "warning", *, access_log: bool = False) -> uvicorn.Config:
+    """uvicorn settings tuned for throughput: uvloop, httptools, no access log."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_level=log_level,
+        access_log=access_log,
+        timeout_keep_alive=30,
+        backlog=2048,
+    )
+
+
+class CoverbaseEmulator:
+    """A running Coverbase Workflows API emulator on loopback.
+
+    ``dialect`` picks the contract: ``"legacy"`` (V0: ``running``/``cancelled``,
+    ``checkpoints_reached``, ``output``, ``cbwfr_`` IDs, 409 ``idempotency_conflict``) or
+    ``"current"`` (``started``/``canceled``, ``steps[]``, ``cbwr_`` IDs, 502, ``request_id``).
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        dialect: Dialect = "legacy",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float | None = None,
+    ) -> None:
+        config = config or EmulatorConfig()
+        if speed is not None:
+            config = EmulatorConfig(
+                workflows=config.workflows,
+                orgs=config.orgs,
+                speed=speed,
+                idempotency_ttl_seconds=config.idempotency_ttl_seconds,
+                webhook_retry_delays=config.webhook_retry_delays,
+                webhook_timeout_seconds=config.webhook_timeout_seconds,
+                request_log_limit=config.request_log_limit,
+            )
+        self.config = config
+        self.dialect: Dialect = dialect
+        self.state = EmulatorState(config, dialect, EmulatorClock(config.speed))
+        self._host = host
+        self._port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._base_url: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 10.0) -> CoverbaseEmulator:
+        """Serve in a daemon thread and return once the server accepts connections."""
+        if self._server is not None:
+            return self
+        sock = bind_socket(self._host, self._port)
+        self._base_url = url_for(sock)
+        server = uvicorn.Server(uvicorn_config(create_app(self.state)))
+        self._server = server
+
+        def serve() -> None:
+            with contextlib.suppress(Exception):
+                server.run(sockets=[sock])
+            sock.close()
+
+        self._thread = threading.Thread(target=serve, name="coverbase-emulator", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the Coverbase emulator did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut the server down and wait for its thread."""
+        if self._server is None:
+            return
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> CoverbaseEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ addresses and keys
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>`` (no trailing slash, no ``/v1``)."""
+        if self._base_url is None:
+            raise RuntimeError("the emulator is not started")
+        return self._base_url
+
+    @property
+    def api_key(self) -> str:
+        """API key of org 1."""
+        return self.config.orgs[0].api_key
+
+    @property
+    def other_api_key(self) -> str:
+        """API key of org 2, for cross-org isolation tests."""
+        if len(self.config.orgs) < 2:
+            raise RuntimeError("the configuration has a single org")
+        return self.config.orgs[1].api_key
+
+    @property
+    def org_id(self) -> str:
+        return self.config.orgs[0].org_id
+
+    @property
+    def conn_uri(self) -> str:
+        """The Airflow connection (JSON form) for org 1: the value of ``AIRFLOW_CONN_COVERBASE_DEFAULT``."""
+        return connection_value(self.base_url, self.api_key)
+
+    def conn_env(self, conn_id: str = "coverbase_default") -> dict[str, str]:
+        """Environment variables that point Airflow's ``conn_id`` at this emulator."""
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": self.conn_uri}
+
+    def dashboard_url(self, workflow_run_id: str) -> str:
+        """A local page for one run (what the provider's extra link can open)."""
+        return f"{self.base_url}/_emulator/runs/{workflow_run_id}"
+
+    # ------------------------------------------------------------------ controls
+
+    def reset(self) -> None:
+        """Forget runs, idempotency keys, webhooks, faults, limits and the request log."""
+        self.state.reset()
+
+    def advance(self, seconds: float) -> float:
+        """Move emulated time forward; returns the new emulated Unix time."""
+        return self.state.clock.advance(seconds)
+
+    def set_speed(self, factor: float) -> None:
+        """Emulated seconds per real second (0 freezes time; use ``advance()``)."""
+        self.state.clock.set_speed(factor)
+
+    def now(self) -> float:
+        return self.state.clock.now()
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 503,
+        retry_after: int | None = None,
+        path_prefix: str = "/v1/",
+        message: str = "Injected fault.",
+    ) -> None:
+        """Answer the next ``n`` ``/v1`` requests under ``path_prefix`` with ``status``.
+
+        Nothing is committed for a failed request."""
+        with self.state.lock:
+            self.state.faults.fail.append(Fault(n, status, path_prefix, retry_after, message))
+
+    def drop_next_response_after_commit(self, n: int = 1) -> None:
+        """The next ``n`` successful run POSTs create the run, then close the socket unanswered."""
+        with self.state.lock:
+            self.state.faults.drop_after_commit = n
+
+    def fail_next_dispatch(self, n: int = 1) -> None:
+        """Current dialect: the next ``n`` run POSTs create a run, then answer 502.
+
+        The 502 is ``workflow_dispatch_failed``; the run exists and never progresses."""
+        with self.state.lock:
+            self.state.faults.dispatch_fail_next = n
+
+    def delay(self, seconds: float) -> None:
+        """Delay every ``/v1`` response by ``seconds`` of real time (0 to stop)."""
+        with self.state.lock:
+            self.state.faults.delay_seconds = seconds
+
+    def clear_faults(self) -> None:
+        with self.state.lock:
+            self.state.faults.fail.clear()
+            self.state.faults.drop_after_commit = 0
+            self.state.faults.dispatch_fail_next = 0
+            self.state.faults.delay_seconds = 0.0
+
+    def set_limits(
+        self,
+        *,
+        requests_per_window: int | None = None,
+        window_seconds: float | None = None,
+        max_concurrent_runs: int | None = None,
+        org_id: str | None = None,
+    ) -> None:
+        """Per-org limits (every org unless ``org_id``); ``None`` lifts a limit."""
+        self.state.set_limits(
+            org_id,
+            requests_per_window=requests_per_window,
+            window_seconds=window_seconds,
+            max_concurrent_runs=max_concurrent_runs,
+        )
+
+    def add_workflow(
+        self,
+        name: str,
+        checkpoints: Iterable[tuple[str, float] | Checkpoint | str] = (),
+        *,
+        input_schema: JSON | None = None,
+        final_status: FinalStatus = "completed",
+        output: JSON | None = None,
+        pending_seconds: float = 0.0,
+        pause: tuple[str, float] | None = None,
+        never_finishes: bool = False,
+        enabled: bool = True,
+        dispatch_fails: bool = False,
+        failure_message: str = "Workflow step failed.",
+        definition_id: str | None = None,
+    ) -> WorkflowDefinition:
+        """Add (or replace) a workflow definition; checkpoints are ``(name, duration_seconds)``."""
+        cps: list[Checkpoint] = []
+        for item in checkpoints:
+            if isinstance(item, Checkpoint):
+                cps.append(item)
+            elif isinstance(item, str):
+                cps.append(Checkpoint(item))
+            else:
+                cps.append(Checkpoint(item[0], float(item[1])))
+        definition = WorkflowDefinition(
+            name=name,
+            checkpoints=tuple(cps),
+            id=definition_id,
+            input_schema=input_schema,
+            pending_seconds=pending_seconds,
+            pause=Pause(*pause) if pause else None,
+            final_status=final_status,
+            output=output,
+            failure_message=failure_message,
+            never_finishes=never_finishes,
+            enabled=enabled,
+            dispatch_fails=dispatch_fails,
+        )
+        self.state.add_workflow(definition)
+        return definition
+
+    def definition_id(self, workflow_name: str) -> str:
+        """The ID of a workflow in this emulator's dialect (for ``POST /v1/workflows/runs``)."""
+        return self.state.workflows[workflow_name].definition_id(self.dialect)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def requests(self) -> list[JSON]:
+        """Logged ``/v1`` requests, oldest first: method, path, query, headers (key masked), body, status."""
+        return list(self.state.request_log)
+
+    def clear_requests(self) -> None:
+        self.state.request_log.clear()
+
+    @property
+    def runs(self) -> dict[str, int]:
+        """Number of runs per org ID (every configured org is present)."""
+        with self.state.lock:
+            return {org_id: len(runs) for org_id, runs in self.state.runs_by_org.items()}
+
+    def run_count(self, api_key: str | None = None) -> int:
+        """Runs created by the org of ``api_key`` (org 1 by default)."""
+        org = self.state.authenticate(f"Bearer {api_key or self.api_key}")
+        if org is None:
+            raise KeyError("unknown API key")
+        return self.runs[org.org_id]
+
+    def get_run(self, workflow_run_id: str) -> JSON | None:
+        """The run as the API shows it now (any org), or None."""
+        run = self.state.get_run(None, workflow_run_id)
+        return None if run is None else self.state.run_view(run)
+
+    @property
+    def webhook_deliveries(self) -> list[JSON]:
+        """Every delivery attempt (webhook_id, event_id, event_type, attempt, status, response_status,
+        payload), oldest first."""
+        with self.state.lock:
+            return list(self.state.deliveries)
+
+    def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
+        """Block until ``predicate()`` is truthy (real time), or raise ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            time.sleep(interval)
+
+
+def serve_forever(state: EmulatorState, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve in the calling thread until interrupted (used by the CLI)."""
+    logging.getLogger("uvicorn.error").setLevel(log_level.upper())
+    server = uvicorn.Server(uvicorn_config(create_app(state), log_level))
+    server.run(sockets=[sock])
