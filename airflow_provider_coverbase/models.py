@@ -72,9 +72,7 @@ _ALIASES: dict[str, WorkflowRunStatus] = {
 }
 
 #: Statuses after which a run never changes again.
-TERMINAL_STATUSES = frozenset(
-    {WorkflowRunStatus.COMPLETED, WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED}
-)
+TERMINAL_STATUSES = frozenset({WorkflowRunStatus.COMPLETED, WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED})
 
 
 class _ApiModel(BaseModel):

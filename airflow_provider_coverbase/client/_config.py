@@ -183,9 +183,7 @@ def normalise_base_url(base_url: str, allow_insecure_http: bool = False) -> str:
         raw = f"{'http' if is_loopback_host(host) else 'https'}://{raw}"
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CoverbaseConfigError(
-            f"the Coverbase base URL must look like https://api.coverbase.app, got {base_url!r}"
-        )
+        raise CoverbaseConfigError(f"the Coverbase base URL must look like https://api.coverbase.app, got {base_url!r}")
     if parts.username or parts.password:
         raise CoverbaseConfigError(
             "the Coverbase base URL must not contain credentials; put the API key in the password field"

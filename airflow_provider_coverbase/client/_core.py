@@ -90,9 +90,7 @@ def check_json_object(value: Any, *, name: str = "input") -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise InvalidInputError(
-            f"{name} must be a JSON object (a dict), got {type(value).__name__}", path=name
-        )
+        raise InvalidInputError(f"{name} must be a JSON object (a dict), got {type(value).__name__}", path=name)
     _check_json_value(value, name)
     return dict(value)
 
@@ -118,9 +116,7 @@ def _check_json_value(value: Any, path: str) -> None:
             _check_json_value(item, f"{path}[{index}]")
         return
     hint = " (convert it first, e.g. with .isoformat())" if hasattr(value, "isoformat") else ""
-    raise InvalidInputError(
-        f"{path} is a {type(value).__name__}, which is not JSON-serialisable{hint}", path=path
-    )
+    raise InvalidInputError(f"{path} is a {type(value).__name__}, which is not JSON-serialisable{hint}", path=path)
 
 
 def encode_path_segment(value: str, *, what: str) -> str:
@@ -150,9 +146,7 @@ def check_idempotency_key(key: str) -> str:
             " (hash a long identifier)"
         )
     if not key.isascii() or not key.isprintable() or key != key.strip():
-        raise CoverbaseConfigError(
-            f"idempotency_key {key!r} must be printable ASCII without leading/trailing spaces"
-        )
+        raise CoverbaseConfigError(f"idempotency_key {key!r} must be printable ASCII without leading/trailing spaces")
     return key
 
 
@@ -416,9 +410,7 @@ class ClientCore:
             )
         if status == 403:
             if code == "ip_not_allowed":
-                return (
-                    f"Coverbase refused to {call.action}: this machine's IP is not in the org's API allowlist"
-                )
+                return f"Coverbase refused to {call.action}: this machine's IP is not in the org's API allowlist"
             return f"Coverbase refused to {call.action} (permission denied){said}"
         if status == 404 and name is not None and code in ("workflow_not_found", ""):
             return f"workflow '{name}' not found for this API key's org{said}"
@@ -428,9 +420,7 @@ class ClientCore:
                 f"(a run of another org reads as not found too){said}"
             )
         if code == "workflow_disabled":
-            return (
-                f"workflow '{name}' is disabled in Coverbase; enable it there, then run the task again{said}"
-            )
+            return f"workflow '{name}' is disabled in Coverbase; enable it there, then run the task again{said}"
         if code == "invalid_input":
             return f"Coverbase rejected the input to {call.action}{said}. Fix the input to match the workflow"
         if code == "idempotency_conflict":

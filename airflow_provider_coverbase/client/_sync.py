@@ -120,9 +120,7 @@ class CoverbaseClient:
         idempotency_key: str | None = None,
     ) -> WorkflowRun:
         """Start a workflow by its definition id (legacy contract only); return the new run."""
-        return self._execute(
-            self._core.run_workflow_definition(workflow_definition_id, input, idempotency_key)
-        )
+        return self._execute(self._core.run_workflow_definition(workflow_definition_id, input, idempotency_key))
 
     def get_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
         """Read one run: status, checkpoints or steps, output."""

@@ -86,9 +86,7 @@ def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[st
         try:
             loaded = json.loads(extra)
         except json.JSONDecodeError as exc:
-            raise CoverbaseConfigError(
-                f"the extra of connection '{conn_id}' is not valid JSON ({exc.msg})"
-            ) from None
+            raise CoverbaseConfigError(f"the extra of connection '{conn_id}' is not valid JSON ({exc.msg})") from None
     else:
         loaded = dict(extra)
     if not isinstance(loaded, dict):
@@ -114,9 +112,7 @@ def settings_from_connection(
     try:
         extras = _Extras.model_validate(_parse_extra(extra, conn_id))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}" for err in exc.errors())
         raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {problems}") from None
     base_url = (host or "").strip() or DEFAULT_BASE_URL
     if port:
@@ -267,9 +263,7 @@ class CoverbaseHook(BaseHook):
         idempotency_key: str | None = None,
     ) -> WorkflowRun:
         """Start a workflow by definition id (legacy contract only)."""
-        return self.get_client().run_workflow_definition(
-            workflow_definition_id, input, idempotency_key=idempotency_key
-        )
+        return self.get_client().run_workflow_definition(workflow_definition_id, input, idempotency_key=idempotency_key)
 
     def get_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
         """Read one run."""
@@ -321,9 +315,7 @@ class CoverbaseHook(BaseHook):
     ) -> WorkflowRun:
         """Async :meth:`run_workflow_definition`."""
         client = await self.get_async_client()
-        return await client.run_workflow_definition(
-            workflow_definition_id, input, idempotency_key=idempotency_key
-        )
+        return await client.run_workflow_definition(workflow_definition_id, input, idempotency_key=idempotency_key)
 
     async def aget_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
         """Async :meth:`get_workflow_run`."""

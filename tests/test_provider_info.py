@@ -1,0 +1,64 @@
+"""Provider registration: the dict passes Airflow's own schema and Airflow lists the provider."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from airflow_provider_coverbase.get_provider_info import get_provider_info
+from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
+
+
+def test_provider_info_matches_airflow_schema() -> None:
+    from airflow.providers_manager import _create_provider_info_schema_validator
+
+    _create_provider_info_schema_validator().validate(get_provider_info())
+
+
+def test_every_listed_module_and_class_imports() -> None:
+    info = get_provider_info()
+    for section in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info.get(section, []):
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    for path in info.get("extra-links", []) + [c["hook-class-name"] for c in info["connection-types"]]:
+        module, _, name = path.rpartition(".")
+        assert getattr(importlib.import_module(module), name)
+
+
+def test_connection_type_matches_the_hook() -> None:
+    (conn,) = get_provider_info()["connection-types"]
+    assert conn["connection-type"] == CoverbaseHook.conn_type
+    assert conn["ui-field-behaviour"]["relabeling"] == {"host": "Base URL", "password": "API key"}
+    # Every form field is an extra the hook accepts.
+    from airflow_provider_coverbase.hooks.coverbase import _Extras
+
+    assert set(conn["conn-fields"]) == set(_Extras.model_fields)
+
+
+def test_providers_manager_finds_the_provider() -> None:
+    from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    assert "airflow-provider-coverbase" in ProvidersManager().providers
+    hook_info = ProvidersManagerTaskRuntime().hooks["coverbase"]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_provider_coverbase.hooks.coverbase.CoverbaseHook"
+
+
+def test_airflow_cli_lists_the_provider(tmp_path: Path) -> None:
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    airflow = Path(sys.executable).with_name("airflow")
+    result = subprocess.run(
+        [str(airflow), "providers", "get", "airflow-provider-coverbase"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "airflow-provider-coverbase" in result.stdout
