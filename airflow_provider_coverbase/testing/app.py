@@ -134,9 +134,7 @@ class _Api:
             return self.unauthorized(request)
         retry_after = self.state.consume_budget(org)
         if retry_after is not None:
-            return self.rate_limited(
-                request, retry_after, "Per-org request rate limit exceeded. Inspect retry_after."
-            )
+            return self.rate_limited(request, retry_after, "Per-org request rate limit exceeded. Inspect retry_after.")
         return org
 
     def validation_error(self, request: Request, errors: list[JSON]) -> Response:
@@ -410,9 +408,7 @@ class _Api:
         if unknown:
             if self.state.dialect == "legacy":
                 return self.error(request, 400, "invalid_event_type", f"Unsupported event type: {unknown[0]}")
-            return self.error(
-                request, 422, "invalid_event_types", f"Unsupported event type(s): {', '.join(unknown)}"
-            )
+            return self.error(request, 422, "invalid_event_types", f"Unsupported event type(s): {', '.join(unknown)}")
         description = payload.get("description")
         sub = Subscription(
             webhook_id=new_id("cbwh"),
@@ -459,6 +455,7 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
         return data
 
     @app.get("/_emulator", include_in_schema=False)
+    @app.get("/_emulator/", include_in_schema=False)
     async def info() -> Response:
         return _json(
             {
@@ -563,9 +560,7 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
         if run is None:
             raise StarletteHTTPException(404, "Workflow run not found.")
         view = {"org_id": run.org_id, **state.run_view(run), "input": run.input}
-        if request.query_params.get("format") == "json" or "text/html" not in request.headers.get(
-            "accept", ""
-        ):
+        if request.query_params.get("format") == "json" or "text/html" not in request.headers.get("accept", ""):
             return _json(view)
         pretty = html.escape(json.dumps(view, indent=2))
         title = html.escape(f"{run.definition.name}: {view['status']}")

@@ -268,9 +268,7 @@ def default_workflows() -> tuple[WorkflowDefinition, ...]:
             never_finishes=True,
         ),
         WorkflowDefinition(name="disabled-workflow", checkpoints=(Checkpoint("never", 1.0),), enabled=False),
-        WorkflowDefinition(
-            name="dispatch-fails", checkpoints=(Checkpoint("never", 1.0),), dispatch_fails=True
-        ),
+        WorkflowDefinition(name="dispatch-fails", checkpoints=(Checkpoint("never", 1.0),), dispatch_fails=True),
         WorkflowDefinition(
             name="vendor sweep/eu",
             checkpoints=(Checkpoint("vendors_selected", 0.5), Checkpoint("report_delivered", 0.5)),

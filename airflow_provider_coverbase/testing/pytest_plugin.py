@@ -92,9 +92,7 @@ def coverbase_emulator_factory() -> Iterator[EmulatorFactory]:
 
 
 @pytest.fixture
-def coverbase_conn_env(
-    coverbase_emulator: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
-) -> CoverbaseEmulator:
+def coverbase_conn_env(coverbase_emulator: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch) -> CoverbaseEmulator:
     """The legacy emulator, with ``AIRFLOW_CONN_COVERBASE_DEFAULT`` pointing at it for this test."""
     for name, value in coverbase_emulator.conn_env().items():
         monkeypatch.setenv(name, value)

@@ -59,9 +59,7 @@ def validate(value: Any, schema: Mapping[str, Any], path: str = "input") -> str 
                 if error:
                     return error
             elif schema.get("additionalProperties") is False:
-                return (
-                    f"Additional properties are not allowed ({key!r} was unexpected) (at {_join(path, key)})"
-                )
+                return f"Additional properties are not allowed ({key!r} was unexpected) (at {_join(path, key)})"
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
         for index, item in enumerate(value):
             error = validate(item, schema["items"], _join(path, index))

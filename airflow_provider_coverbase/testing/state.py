@@ -388,18 +388,12 @@ class EmulatorState:
         for key, value in raw.items():
             if value is None:
                 continue
-            if (
-                key in WELL_KNOWN_INPUT_KEYS
-                and isinstance(value, int | float)
-                and not isinstance(value, bool)
-            ):
+            if key in WELL_KNOWN_INPUT_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
                 value = str(value)
             out[key] = value
         return out
 
-    def create_run(
-        self, org_id: str, definition: WorkflowDefinition, run_input: JSON, dispatched: bool
-    ) -> Run:
+    def create_run(self, org_id: str, definition: WorkflowDefinition, run_input: JSON, dispatched: bool) -> Run:
         with self.lock:
             prefix = "cbwfr" if self.dialect == "legacy" else "cbwr"
             run = Run(new_id(prefix), org_id, definition, self.clock.now(), run_input, dispatched)
@@ -603,10 +597,7 @@ class EmulatorState:
             jobs: list[DeliveryJob] = []
             finished: list[str] = []
             for run in self._event_runs.values():
-                while (
-                    run.event_cursor < len(run.events)
-                    and run.started + run.events[run.event_cursor][0] <= now
-                ):
+                while run.event_cursor < len(run.events) and run.started + run.events[run.event_cursor][0] <= now:
                     _, event_type, data = run.events[run.event_cursor]
                     run.event_cursor += 1
                     for sub in self.subscriptions.values():

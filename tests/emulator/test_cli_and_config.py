@@ -1,0 +1,151 @@
+"""The coverbase-emulator command, YAML/JSON configuration, and the schema validator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, load_config
+from airflow_provider_coverbase.testing.config import ConfigError
+from airflow_provider_coverbase.testing.schema import validate
+
+from .conftest import client_for
+
+CONFIG_YAML = """
+speed: 50
+workflows:
+  - name: nightly-reconcile
+    id: cbwfdef_00000000000000aa
+    input_schema:
+      type: object
+      required: [day]
+      properties:
+        day: {type: string}
+        level: {type: integer, minimum: 1, maximum: 3}
+      additionalProperties: false
+    checkpoints:
+      - {name: fetched, duration_seconds: 60}
+      - {name: compared, duration_seconds: 60}
+    final_status: completed
+    output: {mismatches: 0}
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "workflows.yaml"
+    path.write_text(CONFIG_YAML)
+    return path
+
+
+def test_cli_prints_url_key_and_connection(config_file: Path) -> None:
+    command = [sys.executable, "-m", "airflow_provider_coverbase.testing", "--port", "0", "--config", str(config_file)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(5)]
+        base_url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("Base URL:"))
+        api_key = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("API key:"))
+        conn_line = next(line for line in lines if line.startswith("AIRFLOW_CONN_COVERBASE_DEFAULT="))
+        conn = json.loads(conn_line.split("=", 1)[1].strip().strip("'"))
+        assert base_url.startswith("http://127.0.0.1:")
+        assert api_key.startswith("ak_test_")
+        assert conn == {
+            "conn_type": "coverbase",
+            "host": base_url,
+            "password": api_key,
+            "extra": {"dashboard_url": f"{base_url}/_emulator"},
+        }
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                response = httpx.post(
+                    f"{base_url}/v1/workflows/nightly-reconcile/run",
+                    json={"input": {"day": "2026-05-01"}},
+                    headers={"Authorization": f"Bearer {api_key}"},
+                )
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert response.status_code == 201
+        assert response.json()["workflow_definition_id"] == "cbwfdef_00000000000000aa"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("coverbase-emulator")
+    assert script.exists()
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "--speed" in result.stdout
+
+
+def test_yaml_config_in_process(config_file: Path, coverbase_emulator_factory: object) -> None:
+    config = load_config(config_file)
+    assert config.speed == 50
+    names = {w.name for w in config.workflows}
+    assert {"nightly-reconcile", "quarterly-privacy-sweep"} <= names
+    emu: CoverbaseEmulator = coverbase_emulator_factory(config=config)  # type: ignore[operator]
+    emu.set_speed(0)
+    with client_for(emu) as client:
+        bad = client.post("/v1/workflows/nightly-reconcile/run", json={"input": {"day": "d", "level": 5}})
+        assert "5 is greater than the maximum of 3 (at input.level)" in bad.json()["detail"]["message"]
+        extra = client.post("/v1/workflows/nightly-reconcile/run", json={"input": {"day": "d", "x": 1}})
+        assert "(at input.x)" in extra.json()["detail"]["message"]
+        run_id = client.post("/v1/workflows/nightly-reconcile/run", json={"input": {"day": "d"}}).json()[
+            "workflow_run_id"
+        ]
+        emu.advance(120)
+        run = client.get(f"/v1/workflows/runs/{run_id}").json()
+        assert (run["status"], run["output"]) == ("completed", {"mismatches": 0})
+
+
+def test_json_list_config(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps([{"name": "only", "checkpoints": ["a", "b"], "never_finishes": True}]))
+    config = load_config(path)
+    assert any(w.name == "only" and w.never_finishes for w in config.workflows)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"workflows": [{"name": "x", "final_status": "done"}]},
+        {"workflows": [{"name": "x", "bogus": 1}]},
+        {"workflows": [{"name": "x", "checkpoints": ["a"], "pause": {"after_checkpoint": "b", "seconds": 1}}]},
+        {"orgs": [{"org_id": "a", "api_key": "k"}, {"org_id": "b", "api_key": "k"}]},
+    ],
+)
+def test_bad_configs_are_rejected(raw: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        EmulatorConfig.from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("value", "schema", "expected"),
+    [
+        (
+            {"a": [1, "x"]},
+            {"properties": {"a": {"items": {"type": "integer"}}}},
+            "'x' is not of type 'integer' (at input.a[1])",
+        ),
+        ("b", {"enum": ["a"]}, "'b' is not one of ['a'] (at input)"),
+        ("", {"type": "string", "minLength": 1}, "'' is too short (at input)"),
+        (True, {"type": "integer"}, "True is not of type 'integer' (at input)"),
+        (0, {"minimum": 1}, "0 is less than the minimum of 1 (at input)"),
+        ({"a": None}, {"properties": {"a": {"type": ["string", "null"]}}}, None),
+    ],
+)
+def test_schema_subset(value: object, schema: dict[str, object], expected: str | None) -> None:
+    assert validate(value, schema) == expected
