@@ -162,7 +162,7 @@ class WorkflowRun(_ApiModel):
         return failed[-1] if failed else None
 
     def to_summary(self) -> dict[str, Any]:
-        """A JSON-safe dict of the run, for XCom, events and logs (no secrets are ever in a run)."""
+        """The run as JSON-safe data for XCom and trigger events: id, name, status, checkpoints, steps, output."""
         return {
             "workflow_run_id": self.workflow_run_id,
             "workflow_name": self.workflow_name,
@@ -174,7 +174,6 @@ class WorkflowRun(_ApiModel):
             "checkpoints": self.checkpoints,
             "steps": [step.model_dump(mode="json") for step in self.steps or ()],
             "output": self.output,
-            "input": self.input,
         }
 
 

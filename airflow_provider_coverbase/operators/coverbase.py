@@ -1,0 +1,347 @@
+"""``CoverbaseRunWorkflowOperator``: start a named Coverbase workflow exactly once, then wait for it.
+
+Exactly-once, in short (the README has the long form):
+
+- Every start sends an ``Idempotency-Key``. Unless you pass your own, it is derived from the task
+  instance (dag id, task id, run id, map index), the first try of the current chain of tries, and
+  the workflow: stable across Airflow retries, unique across workflows, new after a clear.
+- A retry first finds the run its chain already started: on Airflow >= 3.3 from the task state
+  store, otherwise by replaying the chain's keys (a replay starts nothing). A run still going or
+  completed is reattached to; after a failed or cancelled run, the retry starts a fresh one under
+  the next key of the chain. A lost POST response or a worker dying right after the POST is
+  covered by the key: the next attempt replays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from pydantic import ValidationError
+
+from airflow_provider_coverbase.client import check_json_object
+from airflow_provider_coverbase.exceptions import (
+    CoverbaseError,
+    InvalidInputError,
+    NotFoundError,
+    WorkflowRunError,
+)
+from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
+from airflow_provider_coverbase.links.coverbase import (
+    XCOM_WORKFLOW_RUN_ID,
+    XCOM_WORKFLOW_RUN_URL,
+    CoverbaseWorkflowRunLink,
+)
+from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
+from airflow_provider_coverbase.tracking import (
+    derive_idempotency_key,
+    describe_run,
+    outcome_error,
+    progress_lines,
+    timeout_error,
+)
+from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, WorkflowRunEvent
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["CoverbaseRunWorkflowOperator", "airflow_error"]
+
+#: Key of this operator's record in Airflow 3.3's task state store.
+STATE_KEY = "coverbase_workflow_run"
+#: Default wait for a terminal status: finite, because a current-API run can stay "started" forever.
+DEFAULT_TIMEOUT = timedelta(hours=24)
+#: Consecutive transient polling failures (after the client's own retries) before giving up.
+MAX_POLL_ERRORS = 10
+_RESTART_AFTER = (WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED)
+
+
+def airflow_error(exc: CoverbaseError) -> AirflowException:
+    """The Airflow exception for a Coverbase error: retrying cannot fix it -> ``AirflowFailException``."""
+    if exc.retryable or isinstance(exc, WorkflowRunError):
+        return AirflowException(str(exc))
+    return AirflowFailException(str(exc))
+
+
+@contextlib.contextmanager
+def _as_airflow_errors() -> Iterator[None]:
+    try:
+        yield
+    except CoverbaseError as exc:
+        raise airflow_error(exc) from exc
+
+
+def _seconds(value: timedelta | float | int, name: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return seconds
+
+
+class CoverbaseRunWorkflowOperator(BaseOperator):
+    """Start a Coverbase workflow with JSON input, exactly once, and (by default) wait for it to end.
+
+    Pushes ``workflow_run_id`` and ``workflow_run_url`` to XCom as soon as the run exists, logs each
+    status change and each new checkpoint or step, and returns the final run as JSON (id, name,
+    status, checkpoints, steps, output). ``completed`` succeeds; ``failed``/``cancelled`` fail the
+    task with the run, its status, the last checkpoint or failed step, and the link; a retry then
+    starts a fresh run. Input, key or connection errors fail without retries.
+
+    :param workflow_name: Name of the workflow to start (templated). Exactly one of this and
+        ``workflow_definition_id``.
+    :param workflow_definition_id: Id of the workflow definition to start, legacy contract only (templated).
+    :param input: The workflow input: a dict that may hold Jinja and XComArgs, or the path of a
+        ``.json`` template file (templated). Checked to be a JSON object before any request.
+    :param idempotency_key: Sent as given when set (templated); by default derived from the task
+        instance, see the module docstring.
+    :param wait_for_completion: Wait for a terminal status (default). If False, return right after
+        the start with the run as it was then.
+    :param deferrable: Wait in the triggerer instead of a worker slot; defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between status checks.
+    :param timeout: How long one try waits for a terminal status (``timedelta`` or seconds,
+        default 24 h). Also capped by ``execution_timeout``, which Airflow does not enforce while
+        deferred. Reaching it fails the task; the run keeps going in Coverbase.
+    :param coverbase_conn_id: The Coverbase connection.
+    """
+
+    template_fields: Sequence[str] = ("workflow_name", "workflow_definition_id", "input", "idempotency_key")
+    template_ext: Sequence[str] = (".json",)
+    template_fields_renderers = {"input": "json"}
+    operator_extra_links = (CoverbaseWorkflowRunLink(),)
+    ui_color = "#dfe9ff"
+
+    def __init__(
+        self,
+        *,
+        workflow_name: str | None = None,
+        workflow_definition_id: str | None = None,
+        input: Mapping[str, Any] | str | None = None,
+        idempotency_key: str | None = None,
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: timedelta | float = 30.0,
+        timeout: timedelta | float = DEFAULT_TIMEOUT,
+        coverbase_conn_id: str = CoverbaseHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (workflow_name is None) == (workflow_definition_id is None):
+            raise ValueError(f"{self.task_id}: pass exactly one of workflow_name or workflow_definition_id")
+        self.workflow_name = workflow_name
+        self.workflow_definition_id = workflow_definition_id
+        self.input = input
+        self.idempotency_key = idempotency_key
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.timeout = _seconds(timeout, "timeout")
+        self.coverbase_conn_id = coverbase_conn_id
+
+    # ---- input -----------------------------------------------------------------------------
+
+    def _workflow_ref(self) -> str:
+        if self.workflow_name is not None:
+            return str(self.workflow_name)
+        return f"definition:{self.workflow_definition_id}"
+
+    def _rendered_input(self) -> dict[str, Any]:
+        """The rendered input as a JSON object, or ``AirflowFailException`` naming what to fix."""
+        value: Any = self.input
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise AirflowFailException(
+                    f"{self.task_id}: the rendered input is a string but not JSON ({exc.msg} at "
+                    f"line {exc.lineno} column {exc.colno}); pass a dict or a .json template"
+                ) from None
+        try:
+            return check_json_object(value)
+        except InvalidInputError as exc:
+            raise AirflowFailException(f"{self.task_id}: {exc}; nothing was sent to Coverbase") from None
+
+    # ---- start, exactly once ---------------------------------------------------------------
+
+    def _post(self, hook: CoverbaseHook, run_input: dict[str, Any], key: str) -> WorkflowRun:
+        if self.workflow_name is not None:
+            return hook.run_workflow(str(self.workflow_name), run_input, idempotency_key=key)
+        return hook.run_workflow_definition(str(self.workflow_definition_id), run_input, idempotency_key=key)
+
+    def _start_or_reattach(self, hook: CoverbaseHook, run_input: dict[str, Any], context: Context) -> WorkflowRun:
+        """Start this task instance's run, or find the one an earlier try of the same chain started."""
+        if self.idempotency_key is not None:
+            # The caller's key is sent as given: every try replays the run it started first.
+            started = self._post(hook, run_input, str(self.idempotency_key))
+            return hook.get_workflow_run(started.workflow_run_id)
+
+        ti = context["ti"]
+        chain = max(1, int(ti.max_tries) - int(self.retries or 0) + 1)
+        try_in_chain = max(0, int(ti.try_number) - chain)
+        map_index = ti.map_index if ti.map_index is not None else -1
+        ref = self._workflow_ref()
+
+        def key(generation: int) -> str:
+            return derive_idempotency_key(
+                dag_id=ti.dag_id,
+                task_id=ti.task_id,
+                run_id=ti.run_id,
+                map_index=map_index,
+                chain=chain,
+                workflow=ref,
+                generation=generation,
+            )
+
+        store = context.get("task_state_store")  # Airflow >= 3.3
+        record = store.get(STATE_KEY) if store is not None else None
+        current: WorkflowRun | None = None
+        if isinstance(record, dict) and record.get("chain") == chain and record.get("workflow") == ref:
+            generation = int(str(record["generation"]))
+            try:
+                current = hook.get_workflow_run(str(record["workflow_run_id"]))
+            except NotFoundError:
+                current = None
+            if current is not None and current.status in _RESTART_AFTER:
+                self.log.warning("Earlier %s ended %s: starting a fresh run", describe_run(current), current.api_status)
+                generation += 1
+                current = None
+            if current is None:
+                current = hook.get_workflow_run(self._post(hook, run_input, key(generation)).workflow_run_id)
+        else:
+            # No record (Airflow 3.2, or the worker died before writing it): replay this chain's
+            # keys in order. A key used before replays its run; the first unused key starts one.
+            for generation in range(try_in_chain + 1):
+                current = hook.get_workflow_run(self._post(hook, run_input, key(generation)).workflow_run_id)
+                if current.status not in _RESTART_AFTER:
+                    break
+                if generation < try_in_chain:
+                    self.log.warning(
+                        "Earlier %s ended %s: moving on to a fresh run", describe_run(current), current.api_status
+                    )
+        assert current is not None
+        if try_in_chain > 0 or record:
+            self.log.info("Try %s of this chain is attached to %s", ti.try_number, describe_run(current))
+        if store is not None:
+            store.set(
+                STATE_KEY,
+                {"chain": chain, "generation": generation, "workflow": ref, "workflow_run_id": current.workflow_run_id},
+            )
+        return current
+
+    # ---- execute ---------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Start (or reattach to) the run, publish its id and link, then wait per the settings."""
+        run_input = self._rendered_input()
+        hook = CoverbaseHook(self.coverbase_conn_id)
+        try:
+            with _as_airflow_errors():
+                run = self._start_or_reattach(hook, run_input, context)
+                url = hook.dashboard_run_url(run.workflow_run_id)
+                ti = context["ti"]
+                ti.xcom_push(key=XCOM_WORKFLOW_RUN_ID, value=run.workflow_run_id)
+                ti.xcom_push(key=XCOM_WORKFLOW_RUN_URL, value=url)
+                # The link's own key too, so the button works while the task runs or is deferred.
+                ti.xcom_push(key=CoverbaseWorkflowRunLink().xcom_key, value=url)
+                self.log.info("Coverbase %s: %s", describe_run(run), url)
+                if not self.wait_for_completion or run.is_terminal:
+                    for line in progress_lines(None, run, url):
+                        self.log.info("%s", line)
+                    return self._finish(run, url) if run.is_terminal else run.to_summary()
+                wait = (
+                    min(self.timeout, self.execution_timeout.total_seconds())
+                    if self.execution_timeout
+                    else self.timeout
+                )
+                deadline = time.time() + wait
+                if self.deferrable:
+                    for line in progress_lines(None, run, url):
+                        self.log.info("%s", line)
+                    self.defer(
+                        trigger=CoverbaseWorkflowRunTrigger(
+                            workflow_run_id=run.workflow_run_id,
+                            coverbase_conn_id=self.coverbase_conn_id,
+                            poll_interval=self.poll_interval,
+                            deadline=deadline,
+                            dashboard_url=url,
+                        ),
+                        method_name="execute_complete",
+                        # A backstop only: the trigger's own deadline fires first, with a better message.
+                        timeout=timedelta(seconds=wait + 300),
+                    )
+                return self._finish(self._poll(hook, run, url, deadline), url)
+        finally:
+            hook.close()
+
+    def _poll(self, hook: CoverbaseHook, run: WorkflowRun, url: str, deadline: float) -> WorkflowRun:
+        started = time.time()
+        last: WorkflowRun | None = None
+        current = run
+        errors = 0
+        while True:
+            for line in progress_lines(last, current, url):
+                self.log.info("%s", line)
+            last = current
+            if current.is_terminal:
+                return current
+            now = time.time()
+            if now >= deadline:
+                raise timeout_error(current.workflow_run_id, now - started, current, url)
+            time.sleep(min(self.poll_interval, deadline - now))
+            try:
+                current = hook.get_workflow_run(run.workflow_run_id)
+                errors = 0
+            except CoverbaseError as exc:
+                errors += 1
+                if not exc.retryable or errors >= MAX_POLL_ERRORS:
+                    raise
+                self.log.warning("Polling Coverbase failed (%d in a row), will poll again: %s", errors, exc)
+
+    def _finish(self, run: WorkflowRun, url: str) -> dict[str, Any]:
+        error = outcome_error(run, url)
+        if error is not None:
+            raise error
+        summary = run.to_summary()
+        self.log.info(
+            "Coverbase %s completed; checkpoints: %s; output: %s",
+            describe_run(run),
+            ", ".join(summary["checkpoints"]) or "none",
+            json.dumps(summary["output"]),
+        )
+        return summary
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: succeed on ``completed``, fail with the trigger's message otherwise.
+
+        Only the event is used: ``dag.test()`` drops the kwargs passed to ``defer()``.
+        """
+        if event is None:
+            raise AirflowException(f"{self.task_id} resumed without a trigger event")
+        try:
+            parsed = WorkflowRunEvent.model_validate(event)
+        except ValidationError as exc:
+            raise AirflowException(f"{self.task_id} got a malformed trigger event: {exc}") from None
+        if parsed.status == "completed" and parsed.run is not None:
+            self.log.info(
+                "%s; checkpoints: %s; output: %s",
+                parsed.message,
+                ", ".join(parsed.run.get("checkpoints") or []) or "none",
+                json.dumps(parsed.run.get("output")),
+            )
+            return parsed.run
+        if parsed.status == "error" and not parsed.retryable:
+            raise AirflowFailException(parsed.message)
+        raise AirflowException(parsed.message)
+
+    def on_kill(self) -> None:
+        """Coverbase has no API to cancel a run: say so, and where the run is."""
+        self.log.warning(
+            "Task killed. Coverbase has no API to cancel workflow runs; the run keeps going in Coverbase "
+            "(its id and link are in this task's XCom)."
+        )

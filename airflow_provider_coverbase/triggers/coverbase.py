@@ -1,0 +1,151 @@
+"""``CoverbaseWorkflowRunTrigger``: wait for a run's terminal status in the triggerer, with GETs only.
+
+It never starts a run (a triggerer restart must not send a POST twice), keeps one async client for
+its whole life, looks the connection up asynchronously, and carries its own wall-clock deadline,
+since Airflow 3 does not enforce ``execution_timeout`` while a task is deferred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from pydantic import BaseModel, ConfigDict
+
+from airflow_provider_coverbase.exceptions import CoverbaseError
+from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
+from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
+from airflow_provider_coverbase.tracking import outcome_error, progress_lines, timeout_error
+
+__all__ = ["CoverbaseWorkflowRunTrigger", "WorkflowRunEvent"]
+
+#: Consecutive transient failures (after the client's own retries) before the trigger gives up.
+MAX_CONSECUTIVE_ERRORS = 10
+#: Longest pause between polls after transient errors.
+MAX_ERROR_BACKOFF = 300.0
+
+
+class WorkflowRunEvent(BaseModel):
+    """The one event a trigger yields; validated again where the task resumes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``completed``, ``failed``, ``cancelled``: the run ended. ``timeout``: our deadline passed
+    #: first. ``error``: the API could not be read (``retryable`` says whether retrying may help).
+    status: Literal["completed", "failed", "cancelled", "timeout", "error"]
+    workflow_run_id: str
+    message: str
+    #: The last reading of the run (``WorkflowRun.to_summary()``), when there was one.
+    run: dict[str, Any] | None = None
+    retryable: bool = False
+
+
+class CoverbaseWorkflowRunTrigger(BaseTrigger):
+    """Poll a Coverbase workflow run until it ends or ``deadline`` (Unix seconds) passes.
+
+    Logs each status change and each new checkpoint or step once. Transient API errors (connection,
+    429, 5xx) back off and retry; errors that retrying cannot fix end in an ``error`` event.
+
+    :param workflow_run_id: The run to watch.
+    :param coverbase_conn_id: The Airflow connection (never the key: it is looked up in the triggerer).
+    :param poll_interval: Seconds between polls.
+    :param deadline: Wall-clock Unix time after which a ``timeout`` event is sent.
+    :param dashboard_url: The run's page, for log lines and messages.
+    """
+
+    def __init__(
+        self,
+        workflow_run_id: str,
+        coverbase_conn_id: str = CoverbaseHook.default_conn_name,
+        poll_interval: float = 30.0,
+        deadline: float | None = None,
+        dashboard_url: str | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
+        self.workflow_run_id = workflow_run_id
+        self.coverbase_conn_id = coverbase_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = float(deadline) if deadline is not None else None
+        self.dashboard_url = dashboard_url
+        self._hook: CoverbaseHook | None = None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Class path and primitive kwargs only (no key, no objects)."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "workflow_run_id": self.workflow_run_id,
+                "coverbase_conn_id": self.coverbase_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "dashboard_url": self.dashboard_url,
+            },
+        )
+
+    def _event(self, status: str, message: str, run: WorkflowRun | None, retryable: bool = False) -> TriggerEvent:
+        event = WorkflowRunEvent(
+            status=status,  # type: ignore[arg-type]  # validated by the model
+            workflow_run_id=self.workflow_run_id,
+            message=message,
+            run=run.to_summary() if run is not None else None,
+            retryable=retryable,
+        )
+        return TriggerEvent(event.model_dump(mode="json"))  # type: ignore[no-untyped-call]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the run is terminal, the deadline passes, or the API keeps failing."""
+        self._hook = CoverbaseHook(self.coverbase_conn_id)
+        started = time.time()
+        last: WorkflowRun | None = None
+        errors = 0
+        try:
+            while True:
+                try:
+                    current = await self._hook.aget_workflow_run(self.workflow_run_id)
+                except CoverbaseError as exc:
+                    if not exc.retryable:
+                        yield self._event("error", str(exc), last, retryable=False)
+                        return
+                    errors += 1
+                    if errors >= MAX_CONSECUTIVE_ERRORS:
+                        message = f"gave up after {errors} failed polls in a row: {exc}"
+                        yield self._event("error", message, last, retryable=True)
+                        return
+                    pause = min(MAX_ERROR_BACKOFF, max(self.poll_interval, 1.0) * 2.0 ** (errors - 1))
+                    self.log.warning(
+                        "Polling Coverbase failed (%d in a row), next try in %.0f s: %s", errors, pause, exc
+                    )
+                else:
+                    errors = 0
+                    for line in progress_lines(last, current, self.dashboard_url):
+                        self.log.info("%s", line)
+                    last = current
+                    if current.is_terminal:
+                        error = outcome_error(current, self.dashboard_url)
+                        status = "completed" if current.status == WorkflowRunStatus.COMPLETED else current.status.value
+                        message = str(error) if error else f"Coverbase run {self.workflow_run_id} completed"
+                        yield self._event(status, message, current)
+                        return
+                    pause = self.poll_interval
+                now = time.time()
+                if self.deadline is not None and now >= self.deadline:
+                    message = str(timeout_error(self.workflow_run_id, now - started, last, self.dashboard_url))
+                    yield self._event("timeout", message, last)
+                    return
+                if self.deadline is not None:
+                    pause = min(pause, max(0.0, self.deadline - now))
+                await asyncio.sleep(pause)
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        if self._hook is not None:
+            await self._hook.aclose()
+            self._hook = None
+
+    async def cleanup(self) -> None:
+        """Close the HTTP client on every exit (success, timeout, triggerer restart)."""
+        await self._close()
