@@ -61,6 +61,16 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Retries of one API call on connection errors, timeouts, 429 and 5xx.",
                         "schema": {"type": ["integer", "null"], "default": 3, "minimum": 0, "maximum": 20},
                     },
+                    "retry_initial_delay": {
+                        "label": "First retry delay (s)",
+                        "description": "Backoff before the first retry; doubles on each retry, with jitter.",
+                        "schema": {"type": ["number", "null"], "default": 0.5, "minimum": 0},
+                    },
+                    "retry_max_delay": {
+                        "label": "Longest retry delay (s)",
+                        "description": "Upper bound of the exponential backoff between retries.",
+                        "schema": {"type": ["number", "null"], "default": 10, "minimum": 0},
+                    },
                     "dashboard_url": {
                         "label": "Dashboard URL",
                         "description": "Base URL of the Coverbase dashboard, for the run link.",

@@ -42,11 +42,12 @@ def progress_lines(previous: WorkflowRun | None, current: WorkflowRun, url: str 
     """Lines describing what is new in ``current`` since ``previous`` (``None``: the first reading)."""
     lines: list[str] = []
     where = f" ({url})" if url else ""
+    status_line = None
     if previous is None or previous.status != current.status:
         spelled = current.status.value
         if current.api_status != spelled:
             spelled = f"{spelled} (API: {current.api_status})"
-        lines.append(f"Coverbase {describe_run(current)} is {spelled}{where}")
+        status_line = f"Coverbase {describe_run(current)} is {spelled}{where}"
     seen = previous.checkpoints if previous is not None else []
     checkpoints = current.checkpoints
     # Checkpoints only grow; if the list was rewritten, report from the first difference.
@@ -61,6 +62,9 @@ def progress_lines(previous: WorkflowRun | None, current: WorkflowRun, url: str 
         if before.get(step_id) != (label, status, message):
             detail = f": {message}" if message else ""
             lines.append(f"Step {status}: {label}{detail}")
+    if status_line is not None:
+        # A run's end is told after the checkpoints that led to it; any other status first.
+        lines = [*lines, status_line] if current.is_terminal else [status_line, *lines]
     return lines
 
 

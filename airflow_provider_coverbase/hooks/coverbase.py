@@ -6,8 +6,9 @@ The connection's fields map to the client like this:
   gets ``https://``, or ``http://`` when it is loopback (the emulator). **port**, if set, is added.
 - **password** (shown as "API key"): the ``ak_...`` key, sent only in the ``Authorization`` header.
 - **extra** (each one a form field of its own): ``timeout`` and ``connect_timeout`` (seconds),
-  ``max_retries``, ``dashboard_url`` and ``dashboard_run_path`` (where the "Coverbase workflow run"
-  link points), ``allow_insecure_http``. An unknown extra is an error, so a typo cannot pass silently.
+  ``max_retries``, ``retry_initial_delay`` and ``retry_max_delay`` (backoff seconds),
+  ``dashboard_url`` and ``dashboard_run_path`` (where the "Coverbase workflow run" link points),
+  ``allow_insecure_http``. An unknown extra is an error, so a typo cannot pass silently.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class _Extras(BaseModel):
     timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
     connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20)
+    retry_initial_delay: float = Field(default=RetryPolicy().initial_delay, ge=0)
+    retry_max_delay: float = Field(default=RetryPolicy().max_delay, ge=0)
     dashboard_url: str | None = None
     dashboard_run_path: str = DEFAULT_DASHBOARD_RUN_PATH
     allow_insecure_http: bool = False
@@ -130,7 +133,9 @@ def settings_from_connection(
             base_url=base_url,
             timeout=extras.timeout,
             connect_timeout=extras.connect_timeout,
-            retry=RetryPolicy.from_max_retries(extras.max_retries),
+            retry=RetryPolicy.from_max_retries(
+                extras.max_retries, initial_delay=extras.retry_initial_delay, max_delay=extras.retry_max_delay
+            ),
             allow_insecure_http=extras.allow_insecure_http,
         )
     except CoverbaseConfigError as exc:

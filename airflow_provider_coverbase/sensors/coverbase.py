@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 from pydantic import ValidationError
 
 from airflow_provider_coverbase.exceptions import CoverbaseError
@@ -123,9 +123,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
             self.log.info("%s", parsed.message)
             return parsed.run
         if parsed.status == "timeout":
-            if self.soft_fail:
-                raise AirflowSkipException(parsed.message)
-            raise AirflowSensorTimeout(parsed.message)
+            raise AirflowSensorTimeout(parsed.message)  # soft_fail is applied by BaseSensorOperator
         if parsed.status == "error" and parsed.retryable:
             raise AirflowException(parsed.message)
         raise AirflowFailException(parsed.message)

@@ -67,6 +67,8 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.workflow_run_id = workflow_run_id
         self.coverbase_conn_id = coverbase_conn_id
+        if not float(poll_interval) > 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
         self.dashboard_url = dashboard_url
@@ -114,7 +116,8 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                         message = f"gave up after {errors} failed polls in a row: {exc}"
                         yield self._event("error", message, last, retryable=True)
                         return
-                    pause = min(MAX_ERROR_BACKOFF, max(self.poll_interval, 1.0) * 2.0 ** (errors - 1))
+                    # Back off from the poll interval, doubling per failure: no hot loop, however short it is.
+                    pause = min(MAX_ERROR_BACKOFF, self.poll_interval * 2.0 ** (errors - 1))
                     self.log.warning(
                         "Polling Coverbase failed (%d in a row), next try in %.0f s: %s", errors, pause, exc
                     )

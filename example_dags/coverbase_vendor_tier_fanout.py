@@ -1,0 +1,38 @@
+"""Fan-out: one Coverbase sweep per vendor tier, as mapped tasks that run side by side.
+
+Each mapped task instance gets its own derived idempotency key (the map index is part of it), so
+every tier starts exactly one run, and a retry of one tier reattaches to that tier's run.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG
+
+from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
+
+POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
+QUARTER = "{{ data_interval_start.year }}-Q{{ (data_interval_start.month - 1) // 3 + 1 }}"
+
+with DAG(
+    dag_id="coverbase_vendor_tier_fanout",
+    description="One Coverbase privacy sweep per vendor tier, mapped",
+    schedule="@quarterly",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
+    tags=["coverbase", "vendor-risk"],
+    doc_md=__doc__,
+) as dag:
+    CoverbaseRunWorkflowOperator.partial(
+        task_id="sweep_tier",
+        workflow_name="quarterly-privacy-sweep",
+        deferrable=True,
+        poll_interval=POLL_INTERVAL,
+        timeout=timedelta(days=7),
+        max_active_tis_per_dag=2,
+    ).expand(
+        input=[{"quarter": QUARTER, "vendor_filter": {"tier": tier, "tags": ["processes_pii"]}} for tier in (1, 2, 3)]
+    )
