@@ -555,6 +555,7 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
         return _json({"data": data, "total": len(data)})
 
     @app.get("/_emulator/runs/{workflow_run_id}", include_in_schema=False)
+    @app.get("/_emulator/workflows/runs/{workflow_run_id}", include_in_schema=False)
     async def run_page(workflow_run_id: str, request: Request) -> Response:
         run = state.get_run(None, workflow_run_id)
         if run is None:

@@ -355,3 +355,6 @@ def test_dashboard_page(coverbase_emulator: CoverbaseEmulator, client: httpx.Cli
     as_json = httpx.get(coverbase_emulator.dashboard_url(run_id) + "?format=json").json()
     assert as_json["workflow_run_id"] == run_id
     assert httpx.get(coverbase_emulator.dashboard_url("cbwfr_missing")).status_code == 404
+    # the client's default dashboard path, under the conn's dashboard_url
+    alias = httpx.get(f"{coverbase_emulator.base_url}/_emulator/workflows/runs/{run_id}?format=json")
+    assert alias.json()["workflow_run_id"] == run_id
