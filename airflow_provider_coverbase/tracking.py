@@ -47,7 +47,7 @@ def progress_lines(previous: WorkflowRun | None, current: WorkflowRun, url: str 
         spelled = current.status.value
         if current.api_status != spelled:
             spelled = f"{spelled} (API: {current.api_status})"
-        status_line = f"Coverbase {describe_run(current)} is {spelled}{where}"
+        status_line = f"Coverbase {describe_run(current)} status: {spelled}{where}"
     seen = previous.checkpoints if previous is not None else []
     checkpoints = current.checkpoints
     # Checkpoints only grow; if the list was rewritten, report from the first difference.
