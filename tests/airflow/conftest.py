@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,12 +96,12 @@ def conn_value(emulator: CoverbaseEmulator, **extra: Any) -> str:
 
 
 @pytest.fixture(params=["legacy", "current"])
-def emulator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[CoverbaseEmulator]:
+def emulator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> CoverbaseEmulator:
     """The emulator in each dialect, with ``coverbase_default`` pointing at it."""
     name = "coverbase_emulator" if request.param == "legacy" else "coverbase_emulator_current"
     emu: CoverbaseEmulator = request.getfixturevalue(name)
     monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(emu))
-    yield emu
+    return emu
 
 
 @pytest.fixture

@@ -163,7 +163,7 @@ def test_legacy_schema_mismatch_names_the_field(
     from tests.airflow.conftest import conn_value
 
     monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(coverbase_emulator))
-    with pytest.raises(AirflowFailException, match="rejected the input.*'quarter'"):
+    with pytest.raises(AirflowFailException, match=r"rejected the input.*'quarter'"):
         operator(input={"vendor_filter": {}}).execute(make_context(ti))
 
 
