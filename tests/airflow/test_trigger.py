@@ -1,0 +1,117 @@
+"""CoverbaseWorkflowRunTrigger run for real against the emulator: one event, deadline, error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from airflow_provider_coverbase.testing import CoverbaseEmulator
+from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, WorkflowRunEvent
+from tests.airflow.conftest import conn_value
+
+
+def start(emulator: CoverbaseEmulator, workflow: str, run_input: dict[str, Any] | None = None) -> str:
+    from airflow_provider_coverbase.client import CoverbaseClient
+
+    with CoverbaseClient(emulator.api_key, base_url=emulator.base_url) as client:
+        return client.run_workflow(workflow, run_input or {}).workflow_run_id
+
+
+async def events(trigger: CoverbaseWorkflowRunTrigger) -> list[WorkflowRunEvent]:
+    return [WorkflowRunEvent.model_validate(e.payload) async for e in trigger.run()]
+
+
+def test_serialize_round_trip() -> None:
+    trigger = CoverbaseWorkflowRunTrigger("cbwr_1", "my_conn", poll_interval=5, deadline=1.5e9, dashboard_url="u")
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_coverbase.triggers.coverbase.CoverbaseWorkflowRunTrigger"
+    assert kwargs == {
+        "workflow_run_id": "cbwr_1",
+        "coverbase_conn_id": "my_conn",
+        "poll_interval": 5.0,
+        "deadline": 1.5e9,
+        "dashboard_url": "u",
+    }
+    json.dumps(kwargs)
+    assert CoverbaseWorkflowRunTrigger(**kwargs).serialize() == (classpath, kwargs)
+    with pytest.raises(ValueError, match="poll_interval must be positive"):
+        CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=0)
+
+
+@pytest.mark.parametrize(
+    ("workflow", "status"),
+    [("quarterly-privacy-sweep", "completed"), ("always-fails", "failed"), ("gets-cancelled", "cancelled")],
+)
+async def test_one_event_per_terminal_status(emulator: CoverbaseEmulator, workflow: str, status: str) -> None:
+    run_input = {"quarter": "2026-Q4", "vendor_filter": {}} if workflow == "quarterly-privacy-sweep" else {}
+    run_id = await asyncio.to_thread(start, emulator, workflow, run_input)
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.02, deadline=time.time() + 30)
+    (event,) = await events(trigger)  # exactly one event, then the generator ends
+    assert event.status == status
+    assert event.workflow_run_id == run_id
+    assert event.run is not None
+    assert event.run["status"] == status
+    assert run_id in event.message
+
+
+async def test_deadline_ends_in_a_timeout_event(emulator: CoverbaseEmulator) -> None:
+    run_id = await asyncio.to_thread(start, emulator, "stalled-forever")
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.02, deadline=time.time() + 0.2)
+    (event,) = await events(trigger)
+    assert event.status == "timeout"
+    assert "the run is still going in Coverbase" in event.message
+    assert event.run is not None
+    assert event.run["status"] == "running"
+
+
+async def test_transient_errors_back_off_and_recover(
+    emulator: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(emulator, max_retries=0))
+    run_id = await asyncio.to_thread(start, emulator, "adhoc-campaign")
+    emulator.fail_next(3, status=503)
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.01, deadline=time.time() + 30)
+    (event,) = await events(trigger)
+    assert event.status == "completed"
+    gets = [r for r in emulator.requests if r["method"] == "GET" and r["status"] == 503]
+    assert len(gets) == 3  # each failure was polled again, not given up on
+
+
+async def test_persistent_transient_errors_end_in_a_retryable_error_event(
+    emulator: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(emulator, max_retries=0))
+    monkeypatch.setattr("airflow_provider_coverbase.triggers.coverbase.MAX_CONSECUTIVE_ERRORS", 3)
+    run_id = await asyncio.to_thread(start, emulator, "stalled-forever")
+    emulator.fail_next(100, status=502)
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.001, deadline=time.time() + 30)
+    (event,) = await events(trigger)
+    assert event.status == "error"
+    assert event.retryable
+    assert "gave up after 3 failed polls in a row" in event.message
+
+
+async def test_errors_retrying_cannot_fix_end_at_once(emulator: CoverbaseEmulator) -> None:
+    trigger = CoverbaseWorkflowRunTrigger("cbwr_does_not_exist", poll_interval=0.01, deadline=time.time() + 30)
+    (event,) = await events(trigger)
+    assert event.status == "error"
+    assert not event.retryable
+    assert "not found for this API key's org" in event.message
+
+
+async def test_cleanup_closes_the_client(emulator: CoverbaseEmulator) -> None:
+    run_id = await asyncio.to_thread(start, emulator, "stalled-forever")
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.01, deadline=time.time() + 30)
+    generator = trigger.run()
+    task = asyncio.ensure_future(anext(generator))
+    await asyncio.sleep(0.1)
+    assert trigger._hook is not None
+    task.cancel()  # the triggerer cancels a trigger it moves or stops
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await trigger.cleanup()
+    assert trigger._hook is None
