@@ -13,3 +13,5 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "example_dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
 os.environ.pop("AIRFLOW_CONN_COVERBASE_DEFAULT", None)
+# The example DAGs read their poll interval at import; keep DAG tests fast.
+os.environ["COVERBASE_POLL_INTERVAL"] = "0.05"

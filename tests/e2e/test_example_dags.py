@@ -1,0 +1,142 @@
+"""The example DAGs: they import cleanly, and real ``dag.test()`` runs succeed against the emulator."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_coverbase.testing import CoverbaseEmulator
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+DAG_FILES = sorted(EXAMPLES.glob("*.py"))
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    """A fresh metadata DB in the test session's throwaway AIRFLOW_HOME."""
+    from airflow.utils import db
+
+    db.resetdb()
+
+
+def load_dag(dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(EXAMPLES))
+    assert bag.import_errors == {}
+    return bag.dags[dag_id]
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=[p.stem for p in DAG_FILES])
+def test_example_dag_imports_without_errors_or_warnings(path: Path) -> None:
+    import airflow.sdk  # noqa: F401  # Airflow's own import is not what is tested here
+
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec.loader.exec_module(module)
+    assert [str(w.message) for w in caught] == []
+    assert module.dag.dag_id == path.stem
+
+
+def test_dagbag_has_every_example() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(EXAMPLES))
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {p.stem for p in DAG_FILES}
+
+
+def emulator_runs(emulator: CoverbaseEmulator) -> list[dict[str, Any]]:
+    import httpx
+
+    listing = httpx.get(f"{emulator.base_url}/_emulator/runs", timeout=5).json()["data"]
+    return [run for run in listing if run.get("org_id") == emulator.org_id]
+
+
+def test_quarterly_sweep_dag(airflow_db: None, coverbase_conn_env: CoverbaseEmulator) -> None:
+    from airflow.utils.state import DagRunState
+
+    dag = load_dag("coverbase_quarterly_vendor_sweep")
+    dag_run = dag.test(logical_date=datetime(2026, 10, 1, tzinfo=UTC))
+
+    assert dag_run.state == DagRunState.SUCCESS
+    (run,) = emulator_runs(coverbase_conn_env)
+    assert run["status"] == "completed"
+    start, end = dag_run.data_interval_start, dag_run.data_interval_end
+    (post,) = [r for r in coverbase_conn_env.requests if r["method"] == "POST"]
+    assert post["body"] == {
+        "input": {
+            "quarter": f"{start.year}-Q{(start.month - 1) // 3 + 1}",
+            "due_date": (end + timedelta(days=30)).date().isoformat(),
+            "vendor_filter": {"tags": ["processes_pii"], "tier": 1},
+        }
+    }
+    assert post["headers"]["idempotency-key"] == f"quarterly-privacy-sweep-{start.date().isoformat()}"
+    ti = dag_run.get_task_instance("run_quarterly_privacy_sweep")
+    assert ti is not None
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id, task_ids=ti.task_id)
+        rows = session.execute(query).scalars().all()
+        values = {row.key: XComModel.deserialize_value(row) for row in rows}
+    assert values["workflow_run_id"] == run["workflow_run_id"]
+    assert values["return_value"]["status"] == "completed"
+    assert values["return_value"]["output"]["vendors_processed"] == 38
+    assert values["_link_CoverbaseWorkflowRunLink"].endswith(run["workflow_run_id"])
+
+
+def test_quarterly_sweep_dag_on_the_current_api(
+    airflow_db: None, coverbase_emulator_current: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.utils.state import DagRunState
+
+    for name, value in coverbase_emulator_current.conn_env().items():
+        monkeypatch.setenv(name, value)
+    dag = load_dag("coverbase_quarterly_vendor_sweep")
+    dag_run = dag.test(logical_date=datetime(2026, 7, 1, tzinfo=UTC))
+    assert dag_run.state == DagRunState.SUCCESS
+    (run,) = emulator_runs(coverbase_emulator_current)
+    assert run["status"] == "completed"
+    (post,) = [r for r in coverbase_emulator_current.requests if r["method"] == "POST"]
+    assert post["body"]["input"]["quarter"].startswith("2026-Q")
+
+
+def test_adhoc_campaign_dag_with_params_and_sensor(airflow_db: None, coverbase_conn_env: CoverbaseEmulator) -> None:
+    from airflow.utils.state import DagRunState
+
+    dag = load_dag("coverbase_adhoc_campaign")
+    dag_run = dag.test(run_conf={"campaign": "SOC 2 refresh", "vendor_ids": ["cbvndr_1", "cbvndr_2"]})
+    assert dag_run.state == DagRunState.SUCCESS
+    (run,) = emulator_runs(coverbase_conn_env)
+    assert run["workflow_name"] == "adhoc-campaign"
+    assert run["status"] == "completed"
+    (post,) = [r for r in coverbase_conn_env.requests if r["method"] == "POST"]
+    assert post["body"] == {"input": {"campaign": "SOC 2 refresh", "vendor_ids": ["cbvndr_1", "cbvndr_2"]}}
+
+
+def test_tier_fanout_dag_starts_one_run_per_tier(airflow_db: None, coverbase_conn_env: CoverbaseEmulator) -> None:
+    from airflow.utils.state import DagRunState
+
+    dag = load_dag("coverbase_vendor_tier_fanout")
+    dag_run = dag.test(logical_date=datetime(2026, 4, 1, tzinfo=UTC))
+    assert dag_run.state == DagRunState.SUCCESS
+    runs = emulator_runs(coverbase_conn_env)
+    assert len(runs) == 3
+    assert {r["status"] for r in runs} == {"completed"}
+    posts = [r for r in coverbase_conn_env.requests if r["method"] == "POST"]
+    assert sorted(p["body"]["input"]["vendor_filter"]["tier"] for p in posts) == [1, 2, 3]
+    keys = {r["headers"]["idempotency-key"] for r in coverbase_conn_env.requests if r["method"] == "POST"}
+    assert len(keys) == 3
