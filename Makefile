@@ -14,12 +14,29 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## make test: lint, format check, mypy --strict and the whole pytest suite.
+## make test: lint, format check, the async client in sync with the sync one, mypy --strict, pytest.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/unasync.py --check
 	$(BIN)/mypy --strict
 	$(BIN)/pytest
+
+## make demo: the quarterly sweep DAG, run for real (airflow dags test) against the local emulator.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## make airflow: airflow standalone plus the emulator, to click around in the UI (Ctrl-C stops both).
+airflow: $(STAMP)
+	$(BIN)/python scripts/airflow_ui.py
+
+## make emulator: the emulator alone, on port 8900.
+emulator: $(STAMP)
+	$(BIN)/coverbase-emulator --port 8900
+
+## make bench: the emulator load benchmark (prints requests/s and latencies).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/emulator_load.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,8 +1,9 @@
 """Quarterly privacy sweep: every quarter, ask Coverbase to review the tier-1 vendors that process PII.
 
-The input is built from the data interval (the quarter's label and a due date 30 days after it ends);
-the idempotency key is one per quarter, so the quarter's sweep starts at most once in Coverbase's
-24-hour idempotency window however often the task is retried or cleared. The task waits in the
+The input is built from the data interval (the quarter's label and a due date 30 days after it ends;
+a manual run, which has no data interval in Airflow 3, sweeps the quarter it is triggered in). The
+idempotency key is one per quarter, so the quarter's sweep starts at most once in Coverbase's 24-hour
+idempotency window however often the task is retried or cleared. The task waits in the
 triggerer (deferrable), not in a worker slot, and logs each checkpoint as Coverbase reaches it.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+from _coverbase_example_macros import DUE_DATE, FILTERS, QUARTER
 from airflow.sdk import DAG
 
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
@@ -27,17 +29,18 @@ with DAG(
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     tags=["coverbase", "vendor-risk"],
+    user_defined_filters=FILTERS,
     doc_md=__doc__,
 ) as dag:
     CoverbaseRunWorkflowOperator(
         task_id="run_quarterly_privacy_sweep",
         workflow_name="quarterly-privacy-sweep",
         input={
-            "quarter": "{{ data_interval_start.year }}-Q{{ (data_interval_start.month - 1) // 3 + 1 }}",
-            "due_date": "{{ (data_interval_end + macros.timedelta(days=30)) | ds }}",
+            "quarter": QUARTER,
+            "due_date": DUE_DATE,
             "vendor_filter": {"tags": ["processes_pii"], "tier": 1},
         },
-        idempotency_key="quarterly-privacy-sweep-{{ data_interval_start | ds }}",
+        idempotency_key=f"quarterly-privacy-sweep-{QUARTER}",
         deferrable=True,
         poll_interval=POLL_INTERVAL,
         timeout=timedelta(days=7),

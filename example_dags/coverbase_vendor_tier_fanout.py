@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
+from _coverbase_example_macros import FILTERS, QUARTER
 from airflow.sdk import DAG
 
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
 
 POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
-QUARTER = "{{ data_interval_start.year }}-Q{{ (data_interval_start.month - 1) // 3 + 1 }}"
 
 with DAG(
     dag_id="coverbase_vendor_tier_fanout",
@@ -24,6 +24,7 @@ with DAG(
     catchup=False,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
     tags=["coverbase", "vendor-risk"],
+    user_defined_filters=FILTERS,
     doc_md=__doc__,
 ) as dag:
     CoverbaseRunWorkflowOperator.partial(
