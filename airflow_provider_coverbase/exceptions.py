@@ -18,7 +18,7 @@ CoverbaseError                          base: catch-all for callers
 │   ├── UnprocessableEntityError 422    request validation (``detail`` is a list)
 │   ├── RateLimitError           429    raised only once retries are spent
 │   └── ServerError              5xx    raised only once retries are spent
-│       └── WorkflowDispatchFailedError 502 ``workflow_dispatch_failed``: the run exists
+│       └── WorkflowDispatchFailedError 502 ``workflow_dispatch_failed``: the run exists; not retried
 ├── CoverbaseResponseValidationError    2xx, but the body is not what the API documents
 └── WorkflowRunError                    the *workflow run* ended badly (not an HTTP problem)
     ├── WorkflowRunFailed
@@ -198,8 +198,12 @@ class ServerError(CoverbaseAPIError):
 class WorkflowDispatchFailedError(ServerError):
     """502 ``workflow_dispatch_failed``: the run was created but not dispatched (current API, V2).
 
-    ``workflow_run_id`` is parsed from the message when the API puts it there.
+    Never retried: the run already exists, the API has no endpoint that re-dispatches a run id, and
+    it is not documented whether the idempotency key replays an error, so sending the POST again
+    could start a second run. ``workflow_run_id`` is parsed from the message when it is there.
     """
+
+    retryable = False
 
     def __init__(self, message: str, *, workflow_run_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -83,7 +83,8 @@ def parse_retry_after(header: str | None, body: Any = None) -> float | None:
 class RetryPolicy:
     """When and how long to wait before sending the same request again.
 
-    Retried: no response at all (connection errors, timeouts) and HTTP 429, 500, 502, 503 and 504.
+    Retried: no response at all (connection errors, timeouts) and HTTP 429, 500, 502, 503 and 504,
+    except a 502 ``workflow_dispatch_failed`` (the run exists; a new POST could start another).
     Never retried: 400, 401, 403, 404, 409, 422 and any other status, since sending the same
     request again cannot change the answer. Waits grow exponentially from ``initial_delay`` up to
     ``max_delay``, with jitter. A server hint (``Retry-After``/``retry_after``) replaces the backoff
@@ -122,6 +123,8 @@ class RetryPolicy:
         if isinstance(error, CoverbaseConnectionError):
             return True
         if isinstance(error, CoverbaseAPIError) and error.status_code in self.retry_statuses:
+            if not error.retryable:  # e.g. 502 workflow_dispatch_failed: the run exists already
+                return False
             return error.retry_after is None or error.retry_after <= self.max_retry_after
         return False
 

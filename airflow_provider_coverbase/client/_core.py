@@ -400,7 +400,7 @@ class ClientCore:
         return cls(f"{summary} [{where}]", **kwargs)
 
     def _summary(self, call: Call[Any], status: int, info: _ErrorBody) -> str:
-        said = f": {info.message}" if info.message else ""
+        said = f": {info.message.rstrip('.')}" if info.message else ""
         code = info.code or ""
         name = call.workflow_name
         if status == 401:
@@ -429,7 +429,11 @@ class ClientCore:
                 f"return it{said}. Look the run up in Coverbase, or use another key for a new run"
             )
         if code == "workflow_dispatch_failed":
-            return f"Coverbase created the run but could not dispatch it while trying to {call.action}{said}"
+            return (
+                f"Coverbase created the run but could not dispatch it while trying to {call.action}{said}. "
+                "Not retried: no API re-dispatches a run, and a new request could start a second run. "
+                "Check the run in Coverbase before running the task again"
+            )
         if status == 422:
             return f"Coverbase could not validate the request to {call.action}{said}"
         if status == 429:

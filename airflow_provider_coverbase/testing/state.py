@@ -324,7 +324,8 @@ class EmulatorState:
             return None
         with self.lock:
             now = self.clock.now()
-            ends = [self._terminal_time(r) for r in self.runs_by_org[org.org_id]]
+            # A run whose dispatch failed never reached the engine: it holds no concurrency slot.
+            ends = [self._terminal_time(r) for r in self.runs_by_org[org.org_id] if r.dispatched]
             active = [end for end in ends if end is None or end > now]
             if len(active) < limit:
                 return None

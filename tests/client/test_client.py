@@ -365,16 +365,17 @@ async def test_request_id_from_header_only(api: Api) -> None:
     assert info.value.request_id == "rid-1"
 
 
-async def test_dispatch_failed_is_retried_then_names_the_run(api: Api) -> None:
+async def test_dispatch_failed_is_not_retried_and_names_the_run(api: Api) -> None:
     message = (
         "Workflow run was created but could not be dispatched. "
         "Retry with the same workflow run id (cbwr_a8f2c19e3d4b5e6f7a8b9c0d1e2f3a4b)."
     )
-    api.fake.script.extend([error(502, {"code": "workflow_dispatch_failed", "message": message})] * 4)
-    with pytest.raises(WorkflowDispatchFailedError) as info:
+    api.fake.script.append(error(502, {"code": "workflow_dispatch_failed", "message": message}))
+    with pytest.raises(WorkflowDispatchFailedError, match="Not retried") as info:
         await api("run_workflow", SWEEP)
     assert info.value.workflow_run_id == "cbwr_a8f2c19e3d4b5e6f7a8b9c0d1e2f3a4b"
-    assert info.value.attempts == 4
+    assert info.value.attempts == 1
+    assert len(api.fake.requests) == 1  # the run exists: another POST could start a second one
     assert isinstance(info.value, ServerError)
 
 

@@ -16,11 +16,16 @@ from airflow_provider_coverbase.exceptions import (
     CoverbaseConnectionError,
     CoverbaseTimeoutError,
     InvalidInputError,
+    RateLimitError,
+    ServerError,
+    WorkflowDispatchFailedError,
 )
 
 
 def api_error(status: int, retry_after: float | None = None) -> CoverbaseAPIError:
-    return CoverbaseAPIError("x", status_code=status, method="GET", path="/", retry_after=retry_after)
+    """The class the client's error factory picks for a status."""
+    cls = ServerError if status >= 500 else RateLimitError if status == 429 else CoverbaseAPIError
+    return cls("x", status_code=status, method="GET", path="/", retry_after=retry_after)
 
 
 @pytest.mark.parametrize(
@@ -33,6 +38,10 @@ def api_error(status: int, retry_after: float | None = None) -> CoverbaseAPIErro
         (api_error(429, retry_after=60), True),
         (api_error(429, retry_after=61), False),
         (InvalidInputError("x"), False),
+        (
+            WorkflowDispatchFailedError("x", status_code=502, method="POST", path="/", code="workflow_dispatch_failed"),
+            False,
+        ),
         (ValueError("x"), False),
     ],
 )

@@ -9,7 +9,6 @@ sync/async parity.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 from datetime import datetime
@@ -711,7 +710,7 @@ async def test_another_orgs_run_is_not_found(make_api: MakeApi, emulator: Coverb
     assert (await org1("get_workflow_run", run.workflow_run_id)).workflow_run_id == run.workflow_run_id
 
 
-async def test_current_dispatch_failure_is_retried_then_names_the_run(
+async def test_current_dispatch_failure_is_not_retried_and_names_the_run(
     current_api: Api, current_emulator: CoverbaseEmulator
 ) -> None:
     with pytest.raises(WorkflowDispatchFailedError) as caught:
@@ -720,8 +719,9 @@ async def test_current_dispatch_failure_is_retried_then_names_the_run(
     error = caught.value
     assert error.status_code == 502
     assert error.code == "workflow_dispatch_failed"
-    assert error.attempts == 4
-    assert current_api.sleeps == BACKOFF
+    assert error.attempts == 1  # the run exists: a second POST could start another one
+    assert not error.retryable
+    assert current_api.sleeps == []
     assert error.request_id is not None and UUID.match(error.request_id)
     assert error.workflow_run_id is not None and RUN_ID["current"].match(error.workflow_run_id)
     # The named run exists, was never dispatched, and stays "started".
@@ -731,74 +731,33 @@ async def test_current_dispatch_failure_is_retried_then_names_the_run(
     run = await current_api("get_workflow_run", error.workflow_run_id)
     assert run.status is WorkflowRunStatus.RUNNING and run.steps == []
     posts = run_posts(current_emulator)
-    assert [e["status"] for e in posts] == [502] * 4
-    assert len(set(keys(posts))) == 1
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (client retry policy x emulator idempotency): a 502 workflow_dispatch_failed is retried with the "
-        "same Idempotency-Key, but the emulator stores the key only on 201, so every retry creates another "
-        "undispatched run (4 runs for one call; the error names only the last one)"
-    ),
-)
-async def test_dispatch_failure_retries_start_exactly_one_run(
-    current_api: Api, current_emulator: CoverbaseEmulator
-) -> None:
-    with pytest.raises(WorkflowDispatchFailedError) as caught:
-        await current_api("run_workflow", "dispatch-fails")
-
+    assert [e["status"] for e in posts] == [502]
     assert current_emulator.run_count() == 1
-    assert list(current_emulator.state.runs) == [caught.value.workflow_run_id]
+    assert list(current_emulator.state.runs) == [error.workflow_run_id]
 
 
-async def test_one_dispatch_failure_then_success(current_api: Api, current_emulator: CoverbaseEmulator) -> None:
-    current_emulator.fail_next_dispatch()
-
-    run = await current_api("run_workflow", "adhoc-campaign")
-
-    assert current_api.sleeps == [0.5]
-    assert [e["status"] for e in run_posts(current_emulator)] == [502, 201]
-    current_emulator.advance(5)
-    final = await current_api("get_workflow_run", run.workflow_run_id)
-    assert final.status is WorkflowRunStatus.COMPLETED
-    assert final.checkpoints == ["campaign_sent", "campaign_closed"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (same as above): after one injected dispatch failure the retry with the same key starts a second "
-        "run; the first, undispatched run is orphaned in 'started' forever"
-    ),
-)
 async def test_one_dispatch_failure_leaves_exactly_one_run(
     current_api: Api, current_emulator: CoverbaseEmulator
 ) -> None:
     current_emulator.fail_next_dispatch()
-    await current_api("run_workflow", "adhoc-campaign")
+    with pytest.raises(WorkflowDispatchFailedError):
+        await current_api("run_workflow", "adhoc-campaign")
     assert current_emulator.run_count() == 1
+    assert [e["status"] for e in run_posts(current_emulator)] == [502]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (same root cause): under max_concurrent_runs=1 the orphaned undispatched run counts as active "
-        "forever, so the client's own retry of a dispatch failure is rate limited (429, retry_after 60) by it "
-        "and the call ends in RateLimitError; every later start of the org is blocked too"
-    ),
-)
 async def test_dispatch_failure_under_a_concurrency_limit(
     current_api: Api, current_emulator: CoverbaseEmulator
 ) -> None:
     current_emulator.set_limits(max_concurrent_runs=1)
     current_emulator.fail_next_dispatch()
 
-    with contextlib.suppress(WorkflowDispatchFailedError):  # acceptable: the one run is named
+    with pytest.raises(WorkflowDispatchFailedError):
         await current_api("run_workflow", "adhoc-campaign")
-    current_emulator.advance(3600)
-    await current_api("run_workflow", "adhoc-campaign")  # an hour later the org must be able to start a run
+    # The undispatched run holds no concurrency slot: the org can start its next run.
+    run = await current_api("run_workflow", "adhoc-campaign")
+    assert run.status is WorkflowRunStatus.RUNNING
+    assert current_emulator.run_count() == 2
 
 
 async def test_legacy_ignores_dispatch_failures(legacy_api: Api, legacy_emulator: CoverbaseEmulator) -> None:
