@@ -122,3 +122,16 @@ def test_key_is_registered_with_the_secret_masker(coverbase_conn: None, fake: Fa
 
     CoverbaseHook(transport=httpx.MockTransport(fake)).get_client()
     assert redact(f"key={API_KEY}") == "key=***"
+
+
+def test_uri_form_of_the_connection(monkeypatch: pytest.MonkeyPatch, fake: FakeCoverbaseAPI) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_COVERBASE_DEFAULT", f"coverbase://:{API_KEY}@api.coverbase.test?timeout=12&max_retries=1"
+    )
+    hook = CoverbaseHook(transport=httpx.MockTransport(fake))
+    settings = hook.get_settings()
+    assert settings.client.base_url == "https://api.coverbase.test"
+    assert settings.client.timeout == 12
+    assert settings.client.retry.max_attempts == 2
+    assert hook.check_auth() == "Auth successful"
+    hook.close()
