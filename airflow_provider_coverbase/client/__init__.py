@@ -15,7 +15,7 @@ from airflow_provider_coverbase.client._config import (
     ClientConfig,
     RetryPolicy,
 )
-from airflow_provider_coverbase.client._core import check_json_object
+from airflow_provider_coverbase.client._core import RunListFilters, check_json_object
 from airflow_provider_coverbase.client._sync import CoverbaseClient
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "ClientConfig",
     "CoverbaseClient",
     "RetryPolicy",
+    "RunListFilters",
     "check_json_object",
 ]

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -49,7 +49,7 @@ from airflow_provider_coverbase.exceptions import (
 )
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
-__all__ = ["Call", "ClientCore", "check_json_object", "encode_path_segment"]
+__all__ = ["Call", "ClientCore", "RunListFilters", "check_json_object", "encode_path_segment"]
 
 log = logging.getLogger("airflow_provider_coverbase.client")
 
@@ -160,6 +160,20 @@ def _unix_seconds(value: datetime | int | None, what: str) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise CoverbaseConfigError(f"{what} must be an aware datetime or Unix seconds, got {value!r}")
+
+
+class RunListFilters(TypedDict, total=False):
+    """Filters and paging of ``GET /v1/workflows/runs``; every client and hook method takes these."""
+
+    workflow_name: str
+    #: One status or several (``?status=started&status=failed``), spelled as the API expects.
+    status: str | Iterable[str]
+    #: Inclusive bounds on the run's creation: aware datetimes or Unix seconds.
+    created_at_after: datetime | int
+    created_at_before: datetime | int
+    #: 1 to 500 (the API's default is 100).
+    limit: int
+    offset: int
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 import httpx
 import tenacity
@@ -18,7 +17,7 @@ from airflow_provider_coverbase.client._config import (
     ClientConfig,
     RetryPolicy,
 )
-from airflow_provider_coverbase.client._core import Call, ClientCore
+from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
 __all__ = ["CoverbaseClient"]
@@ -126,27 +125,9 @@ class CoverbaseClient:
         """Read one run: status, checkpoints or steps, output."""
         return self._execute(self._core.get_workflow_run(workflow_run_id))
 
-    def list_workflow_runs(
-        self,
-        *,
-        workflow_name: str | None = None,
-        status: str | Iterable[str] | None = None,
-        created_at_after: datetime | int | None = None,
-        created_at_before: datetime | int | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-    ) -> WorkflowRunList:
-        """One page of runs, newest first (current API)."""
-        return self._execute(
-            self._core.list_workflow_runs(
-                workflow_name=workflow_name,
-                status=status,
-                created_at_after=created_at_after,
-                created_at_before=created_at_before,
-                limit=limit,
-                offset=offset,
-            )
-        )
+    def list_workflow_runs(self, **filters: Unpack[RunListFilters]) -> WorkflowRunList:
+        """One page of runs, newest first (current API); see :class:`RunListFilters`."""
+        return self._execute(self._core.list_workflow_runs(**filters))
 
     def check_auth(self) -> str:
         """Check the API key (``GET /v1/utils/authtest``); return the API's message."""

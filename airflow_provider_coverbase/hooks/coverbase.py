@@ -14,10 +14,9 @@ The connection's fields map to the client like this:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -34,6 +33,7 @@ from airflow_provider_coverbase.client import (
     ClientConfig,
     CoverbaseClient,
     RetryPolicy,
+    RunListFilters,
 )
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
@@ -274,25 +274,9 @@ class CoverbaseHook(BaseHook):
         """Read one run."""
         return self.get_client().get_workflow_run(workflow_run_id)
 
-    def list_workflow_runs(
-        self,
-        *,
-        workflow_name: str | None = None,
-        status: str | Iterable[str] | None = None,
-        created_at_after: datetime | int | None = None,
-        created_at_before: datetime | int | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-    ) -> WorkflowRunList:
-        """One page of runs, newest first (current API)."""
-        return self.get_client().list_workflow_runs(
-            workflow_name=workflow_name,
-            status=status,
-            created_at_after=created_at_after,
-            created_at_before=created_at_before,
-            limit=limit,
-            offset=offset,
-        )
+    def list_workflow_runs(self, **filters: Unpack[RunListFilters]) -> WorkflowRunList:
+        """One page of runs, newest first (current API); see :class:`RunListFilters`."""
+        return self.get_client().list_workflow_runs(**filters)
 
     def check_auth(self) -> str:
         """Check the API key."""
@@ -327,26 +311,10 @@ class CoverbaseHook(BaseHook):
         client = await self.get_async_client()
         return await client.get_workflow_run(workflow_run_id)
 
-    async def alist_workflow_runs(
-        self,
-        *,
-        workflow_name: str | None = None,
-        status: str | Iterable[str] | None = None,
-        created_at_after: datetime | int | None = None,
-        created_at_before: datetime | int | None = None,
-        limit: int | None = None,
-        offset: int | None = None,
-    ) -> WorkflowRunList:
+    async def alist_workflow_runs(self, **filters: Unpack[RunListFilters]) -> WorkflowRunList:
         """Async :meth:`list_workflow_runs`."""
         client = await self.get_async_client()
-        return await client.list_workflow_runs(
-            workflow_name=workflow_name,
-            status=status,
-            created_at_after=created_at_after,
-            created_at_before=created_at_before,
-            limit=limit,
-            offset=offset,
-        )
+        return await client.list_workflow_runs(**filters)
 
     async def acheck_auth(self) -> str:
         """Async :meth:`check_auth`."""
