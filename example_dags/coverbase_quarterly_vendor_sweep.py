@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from _coverbase_example_macros import DUE_DATE, FILTERS, QUARTER
 from airflow.sdk import DAG
 
+from airflow_provider_coverbase.macros import FILTERS, QUARTER, QUARTER_DUE_DATE
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
 
 # Seconds between status checks. The demo and the tests shorten it; a minute suits real sweeps.
@@ -23,7 +23,7 @@ POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
 with DAG(
     dag_id="coverbase_quarterly_vendor_sweep",
     description="Quarterly Coverbase privacy sweep of tier-1 vendors that process PII",
-    schedule="@quarterly",
+    schedule="0 0 1 */3 *",  # quarterly; the "@quarterly" preset needs Airflow 3.3
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
@@ -37,7 +37,7 @@ with DAG(
         workflow_name="quarterly-privacy-sweep",
         input={
             "quarter": QUARTER,
-            "due_date": DUE_DATE,
+            "due_date": QUARTER_DUE_DATE,
             "vendor_filter": {"tags": ["processes_pii"], "tier": 1},
         },
         idempotency_key=f"quarterly-privacy-sweep-{QUARTER}",

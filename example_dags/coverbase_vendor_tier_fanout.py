@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-from _coverbase_example_macros import FILTERS, QUARTER
 from airflow.sdk import DAG
 
+from airflow_provider_coverbase.macros import FILTERS, QUARTER
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
 
 POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
@@ -19,7 +19,7 @@ POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
 with DAG(
     dag_id="coverbase_vendor_tier_fanout",
     description="One Coverbase privacy sweep per vendor tier, mapped",
-    schedule="@quarterly",
+    schedule="0 0 1 */3 *",  # quarterly; the "@quarterly" preset needs Airflow 3.3
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},

@@ -89,3 +89,13 @@ def test_current_run_derives_checkpoints_from_steps() -> None:
     assert run.output is None
     assert run.model_extra == {"brand_new_field": {"x": 1}}
     assert [s["step_id"] for s in run.to_summary()["steps"]] == ["s1", "s2", "s3", "s4"]
+
+
+@pytest.mark.parametrize(
+    ("month", "label"),
+    [(1, "2026-Q1"), (3, "2026-Q1"), (4, "2026-Q2"), (9, "2026-Q3"), (10, "2026-Q4"), (12, "2026-Q4")],
+)
+def test_quarter_label(month: int, label: str) -> None:
+    from airflow_provider_coverbase.macros import quarter_label
+
+    assert quarter_label(datetime(2026, month, 15, tzinfo=UTC)) == label
