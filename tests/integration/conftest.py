@@ -12,21 +12,21 @@ clock by the same amount, so a server's ``Retry-After`` really elapses) and ``rn
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from airflow_provider_coverbase.client import AsyncCoverbaseClient, CoverbaseClient, RetryPolicy
+from airflow_provider_coverbase.client import RetryPolicy
 from airflow_provider_coverbase.testing import CoverbaseEmulator
+from tests.dual_client import DualClient
 
 #: Retry policy of every client here unless a test overrides it: 4 attempts, 0.5/1/2 s backoff.
 RETRY = RetryPolicy(max_attempts=4, initial_delay=0.5, max_delay=10.0, jitter=0.0)
 
 
-class Api:
-    """One object for both clients: ``await api("run_workflow", ...)`` works for either kind."""
+class Api(DualClient):
+    """A sync or async client talking to the emulator over loopback HTTP."""
 
     def __init__(
         self,
@@ -37,39 +37,15 @@ class Api:
         advance_clock_on_sleep: bool = False,
         **client_kwargs: Any,
     ) -> None:
-        self.kind = kind
         self.emulator = emulator
-        #: Every wait the retry loop asked for, in seconds, in order.
-        self.sleeps: list[float] = []
-        self._advance = advance_clock_on_sleep
         kwargs: dict[str, Any] = {"base_url": emulator.base_url, "retry": RETRY, "rng": lambda: 0.0}
         kwargs.update(client_kwargs)
-        key = emulator.api_key if api_key is None else api_key
-        if kind == "sync":
-            self.client: CoverbaseClient | AsyncCoverbaseClient = CoverbaseClient(key, sleep=self._record, **kwargs)
-        else:
-
-            async def sleep(seconds: float) -> None:
-                self._record(seconds)
-
-            self.client = AsyncCoverbaseClient(key, sleep=sleep, **kwargs)
-
-    def _record(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self._advance:
-            self.emulator.advance(seconds)
-
-    async def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        result = getattr(self.client, method)(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    async def close(self) -> None:
-        if isinstance(self.client, AsyncCoverbaseClient):
-            await self.client.aclose()
-        else:
-            self.client.close()
+        super().__init__(
+            kind,
+            emulator.api_key if api_key is None else api_key,
+            on_sleep=emulator.advance if advance_clock_on_sleep else None,
+            **kwargs,
+        )
 
 
 MakeApi = Callable[..., Api]

@@ -1,0 +1,52 @@
+"""Run one test scenario on the sync and the async client alike: ``await api("run_workflow", ...)``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from airflow_provider_coverbase.client import AsyncCoverbaseClient, CoverbaseClient
+
+
+class DualClient:
+    """A sync or async client (``kind``) behind one awaitable call, recording every retry wait.
+
+    Retries never really sleep: ``sleeps`` records each wait, and ``on_sleep`` (if given) is told too,
+    e.g. to move an emulator's clock by the same amount.
+    """
+
+    def __init__(
+        self, kind: str, api_key: str, *, on_sleep: Callable[[float], object] | None = None, **client_kwargs: Any
+    ) -> None:
+        self.kind = kind
+        #: Every wait the retry loop asked for, in seconds, in order.
+        self.sleeps: list[float] = []
+        self._on_sleep = on_sleep
+        if kind == "sync":
+            self.client: CoverbaseClient | AsyncCoverbaseClient = CoverbaseClient(
+                api_key, sleep=self._record, **client_kwargs
+            )
+        else:
+
+            async def sleep(seconds: float) -> None:
+                self._record(seconds)
+
+            self.client = AsyncCoverbaseClient(api_key, sleep=sleep, **client_kwargs)
+
+    def _record(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self._on_sleep is not None:
+            self._on_sleep(seconds)
+
+    async def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        result = getattr(self.client, method)(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def close(self) -> None:
+        if isinstance(self.client, AsyncCoverbaseClient):
+            await self.client.aclose()
+        else:
+            self.client.close()
