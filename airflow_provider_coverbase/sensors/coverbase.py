@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import CoverbaseWorkflowRunLink
-from airflow_provider_coverbase.operators.coverbase import airflow_error
 from airflow_provider_coverbase.tracking import outcome_error, progress_lines
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, WorkflowRunEvent
 
@@ -62,43 +61,40 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One status check. Returns done with the run as XCom, or not done; raises on a bad end."""
+        return self._check(context)[0]
+
+    def _check(self, context: Context) -> tuple[PokeReturnValue, str]:
+        """One status check, and the run's dashboard URL."""
         run_id = str(self.workflow_run_id)
         hook = CoverbaseHook(self.coverbase_conn_id)
         try:
             url = hook.dashboard_run_url(run_id)
+            self._publish_link(context, url)
             run = hook.get_workflow_run(run_id)
         except CoverbaseError as exc:
-            if exc.retryable:
-                self.log.warning("Could not read Coverbase run %s yet, will poke again: %s", run_id, exc)
-                return PokeReturnValue(is_done=False)
-            raise AirflowFailException(str(exc)) from exc
+            if not exc.retryable:
+                raise AirflowFailException(str(exc)) from exc
+            self.log.warning("Could not read Coverbase run %s yet, will poke again: %s", run_id, exc)
+            return PokeReturnValue(is_done=False), url
         finally:
             hook.close()
-        self._publish_link(context, url)
         for line in progress_lines(None, run, url):
             self.log.info("%s", line)
         if not run.is_terminal:
-            return PokeReturnValue(is_done=False)
+            return PokeReturnValue(is_done=False), url
         error = outcome_error(run, url)
         if error is not None:
             raise AirflowFailException(str(error))
-        return PokeReturnValue(is_done=True, xcom_value=run.to_summary())
+        return PokeReturnValue(is_done=True, xcom_value=run.to_summary()), url
 
     def execute(self, context: Context) -> Any:  # noqa: RET503  # defer() never returns
         """Poke/reschedule as usual; when deferrable, check once, then defer to the trigger."""
         if not self.deferrable:
             return super().execute(context)
-        first = self.poke(context)
+        first, url = self._check(context)
         if first.is_done:
             return first.xcom_value
         timeout = float(self.timeout) if self.timeout is not None else None
-        hook = CoverbaseHook(self.coverbase_conn_id)
-        try:
-            url = hook.dashboard_run_url(str(self.workflow_run_id))
-        except CoverbaseError as exc:
-            raise airflow_error(exc) from exc
-        finally:
-            hook.close()
         self.defer(
             trigger=CoverbaseWorkflowRunTrigger(
                 workflow_run_id=str(self.workflow_run_id),
