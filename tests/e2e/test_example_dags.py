@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,9 @@ def airflow_db() -> None:
 def load_dag(dag_id: str) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(str(EXAMPLES))
+    from tests.conftest import DAGS_FOLDER
+
+    bag = DagBag(str(DAGS_FOLDER))
     assert bag.import_errors == {}
     return bag.dags[dag_id]
 
@@ -143,3 +146,46 @@ def test_tier_fanout_dag_starts_one_run_per_tier(airflow_db: None, coverbase_con
     assert sorted(p["body"]["input"]["vendor_filter"]["tier"] for p in posts) == [1, 2, 3]
     keys = {r["headers"]["idempotency-key"] for r in coverbase_conn_env.requests if r["method"] == "POST"}
     assert len(keys) == 3
+
+
+def has_task_state_store() -> bool:
+    try:
+        from airflow.sdk.execution_time.context import TaskStateStoreAccessor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not has_task_state_store(), reason="the task state store is new in Airflow 3.3")
+def test_airflow_retry_after_a_failed_run_reads_the_task_state_store(
+    airflow_db: None, coverbase_emulator_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Airflow retry: try 2 finds try 1's failed run in the store and starts the next generation.
+
+    The emulator forgets idempotency keys at once here, so replaying try 1's key could not have found
+    its run: two different keys prove try 2 read the record instead.
+    """
+    from airflow._shared.state import TaskScope
+    from airflow.state import get_state_backend
+    from airflow.utils.state import DagRunState
+
+    from airflow_provider_coverbase.operators.coverbase import STATE_KEY
+    from airflow_provider_coverbase.testing import EmulatorConfig
+
+    emulator = coverbase_emulator_factory(config=EmulatorConfig(speed=20, idempotency_ttl_seconds=0.0001))
+    for name, value in emulator.conn_env().items():
+        monkeypatch.setenv(name, value)
+    dag = load_dag("coverbase_retry_check")
+    dag_run = dag.test()
+
+    assert dag_run.state == DagRunState.FAILED  # the workflow always fails, on both tries
+    posts = [r for r in emulator.requests if r["method"] == "POST"]
+    assert len(posts) == 2
+    first_key, second_key = (p["headers"]["idempotency-key"] for p in posts)
+    assert first_key != second_key
+    assert emulator.run_count() == 2
+    scope = TaskScope(dag_id=dag.dag_id, run_id=dag_run.run_id, task_id="run_failing", map_index=-1)
+    record = json.loads(get_state_backend().get(scope, STATE_KEY))
+    assert record["chain"] == 1
+    assert record["generation"] == 1
+    assert record["workflow"] == "always-fails"
