@@ -15,7 +15,7 @@ import random
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
@@ -193,7 +193,6 @@ class Call(Generic[T]):
     idempotency_key: str | None = None
     #: Run-starting calls: a legacy 409 ``idempotency_conflict`` carrying the run is a replay.
     replay_on_conflict: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def method(self) -> str:
@@ -261,33 +260,48 @@ class ClientCore:
     ) -> Call[WorkflowRun]:
         """``POST /v1/workflows/{workflow_name}/run`` with ``{"input": {...}}``."""
         segment = encode_path_segment(workflow_name, what="workflow_name")
-        payload = {"input": check_json_object(input)}
-        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_key()
-        request = self._request("POST", f"/v1/workflows/{segment}/run", body=payload, idempotency_key=key)
-        return Call(
-            request,
-            self._parse_started_run(expected_name=workflow_name, idempotency_key=key),
+        return self._start(
+            f"/v1/workflows/{segment}/run",
+            {"input": check_json_object(input)},
+            idempotency_key,
             action=f"start workflow '{workflow_name}'",
             workflow_name=workflow_name,
-            idempotency_key=key,
-            replay_on_conflict=True,
         )
 
     def run_workflow_definition(
         self, workflow_definition_id: str, input: Mapping[str, Any] | None, idempotency_key: str | None
     ) -> Call[WorkflowRun]:
         """``POST /v1/workflows/runs`` with ``workflow_definition_id`` (legacy contract only)."""
-        encode_path_segment(workflow_definition_id, what="workflow_definition_id")  # same checks
-        payload = {"workflow_definition_id": workflow_definition_id, "input": check_json_object(input)}
-        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_key()
-        request = self._request("POST", "/v1/workflows/runs", body=payload, idempotency_key=key)
-        return Call(
-            request,
-            self._parse_started_run(expected_definition_id=workflow_definition_id, idempotency_key=key),
+        encode_path_segment(workflow_definition_id, what="workflow_definition_id")  # the same checks
+        return self._start(
+            "/v1/workflows/runs",
+            {"workflow_definition_id": workflow_definition_id, "input": check_json_object(input)},
+            idempotency_key,
             action=f"start workflow definition '{workflow_definition_id}'",
+            workflow_definition_id=workflow_definition_id,
+        )
+
+    def _start(
+        self,
+        path: str,
+        payload: Mapping[str, Any],
+        idempotency_key: str | None,
+        *,
+        action: str,
+        workflow_name: str | None = None,
+        workflow_definition_id: str | None = None,
+    ) -> Call[WorkflowRun]:
+        """A run-starting POST: the key is fixed here, once, so every retry sends the same one."""
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_key()
+        return Call(
+            self._request("POST", path, body=payload, idempotency_key=key),
+            self._parse_started_run(
+                expected_name=workflow_name, expected_definition_id=workflow_definition_id, idempotency_key=key
+            ),
+            action=action,
+            workflow_name=workflow_name,
             idempotency_key=key,
             replay_on_conflict=True,
-            extra={"workflow_definition_id": workflow_definition_id},
         )
 
     def get_workflow_run(self, workflow_run_id: str) -> Call[WorkflowRun]:
