@@ -442,6 +442,11 @@ class ClientCore:
             return f"Coverbase refused to {call.action} (permission denied){said}"
         if status == 404 and name is not None and code in ("workflow_not_found", ""):
             return f"workflow '{name}' not found for this API key's org{said}"
+        if status == 404 and call.method == "POST" and name is None:
+            return (
+                f"Coverbase could not {call.action}{said}. Starting a run by workflow_definition_id exists "
+                "only in Coverbase's legacy API; start it by workflow_name instead"
+            )
         if status == 404 and call.workflow_run_id is not None:
             return (
                 f"workflow run '{call.workflow_run_id}' not found for this API key's org "

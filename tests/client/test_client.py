@@ -522,3 +522,11 @@ async def test_api_key_never_appears_in_logs_errors_reprs_or_urls(api: Api, capl
         assert API_KEY not in text
         assert API_KEY[8:] not in text
     assert "Retrying in" in caplog.text  # the retries were logged, without the key
+
+
+async def test_definition_id_on_the_current_api_explains_itself(kind: str) -> None:
+    fake = FakeCoverbaseAPI(dialect="current")
+    api = Api(kind, fake)
+    with pytest.raises(NotFoundError, match="exists only in Coverbase's legacy API; start it by workflow_name"):
+        await api("run_workflow_definition", "cbwd_1")
+    await api.close()
