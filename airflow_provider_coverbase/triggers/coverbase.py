@@ -152,3 +152,14 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
     async def cleanup(self) -> None:
         """Close the HTTP client on every exit (success, timeout, triggerer restart)."""
         await self._close()
+
+    async def on_kill(self) -> None:
+        """A user marked or cleared the deferred task (Airflow >= 3.3): say that the run goes on.
+
+        Coverbase has no API to cancel, pause or resume a workflow run, so only the waiting stops.
+        """
+        self.log.warning(
+            "Stopped waiting for Coverbase run %s; Coverbase has no API to cancel it, so it keeps going%s",
+            self.workflow_run_id,
+            f" ({self.dashboard_url})" if self.dashboard_url else "",
+        )

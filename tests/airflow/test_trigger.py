@@ -115,3 +115,9 @@ async def test_cleanup_closes_the_client(emulator: CoverbaseEmulator) -> None:
         await task
     await trigger.cleanup()
     assert trigger._hook is None
+
+
+async def test_on_kill_says_the_run_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
+    trigger = CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=1, dashboard_url="https://dash/runs/cbwr_1")
+    await trigger.on_kill()
+    assert "no API to cancel it, so it keeps going (https://dash/runs/cbwr_1)" in capsys.readouterr().out
