@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from pydantic import ValidationError
 
 from airflow_provider_coverbase.client import check_json_object
 from airflow_provider_coverbase.exceptions import (
@@ -46,7 +45,7 @@ from airflow_provider_coverbase.tracking import (
     progress_lines,
     timeout_error,
 )
-from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, WorkflowRunEvent
+from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -321,12 +320,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
 
         Only the event is used: ``dag.test()`` drops the kwargs passed to ``defer()``.
         """
-        if event is None:
-            raise AirflowException(f"{self.task_id} resumed without a trigger event")
-        try:
-            parsed = WorkflowRunEvent.model_validate(event)
-        except ValidationError as exc:
-            raise AirflowException(f"{self.task_id} got a malformed trigger event: {exc}") from None
+        parsed = parse_resume_event(self.task_id, event)
         if parsed.status == "completed" and parsed.run is not None:
             self.log.info(
                 "%s; checkpoints: %s; output: %s",

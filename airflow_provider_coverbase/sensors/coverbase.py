@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
-from pydantic import ValidationError
 
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.tracking import outcome_error, progress_lines
-from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, WorkflowRunEvent
+from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -109,12 +108,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the run's JSON on ``completed``, a clear failure otherwise."""
-        if event is None:
-            raise AirflowException(f"{self.task_id} resumed without a trigger event")
-        try:
-            parsed = WorkflowRunEvent.model_validate(event)
-        except ValidationError as exc:
-            raise AirflowException(f"{self.task_id} got a malformed trigger event: {exc}") from None
+        parsed = parse_resume_event(self.task_id, event)
         if parsed.status == "completed":
             self.log.info("%s", parsed.message)
             return parsed.run

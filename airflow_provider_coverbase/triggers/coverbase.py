@@ -12,15 +12,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 from airflow_provider_coverbase.tracking import outcome_error, progress_lines, timeout_error
 
-__all__ = ["CoverbaseWorkflowRunTrigger", "WorkflowRunEvent"]
+__all__ = ["CoverbaseWorkflowRunTrigger", "WorkflowRunEvent", "parse_resume_event"]
 
 #: Consecutive transient failures (after the client's own retries) before the trigger gives up.
 MAX_CONSECUTIVE_ERRORS = 10
@@ -41,6 +42,16 @@ class WorkflowRunEvent(BaseModel):
     #: The last reading of the run (``WorkflowRun.to_summary()``), when there was one.
     run: dict[str, Any] | None = None
     retryable: bool = False
+
+
+def parse_resume_event(task_id: str, event: dict[str, Any] | None) -> WorkflowRunEvent:
+    """Validate the event a deferred task resumes with (operator and sensor alike)."""
+    if event is None:
+        raise AirflowException(f"{task_id} resumed without a trigger event")
+    try:
+        return WorkflowRunEvent.model_validate(event)
+    except ValidationError as exc:
+        raise AirflowException(f"{task_id} got a malformed trigger event: {exc}") from None
 
 
 class CoverbaseWorkflowRunTrigger(BaseTrigger):
