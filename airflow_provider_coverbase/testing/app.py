@@ -173,17 +173,7 @@ class _Api:
                 error = {"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "input": {}}
                 return self.validation_error(request, [error])
         if not isinstance(payload, dict):
-            return self.validation_error(
-                request,
-                [
-                    {
-                        "type": "model_attributes_type",
-                        "loc": ["body"],
-                        "msg": "Input should be a valid dictionary or object to extract fields from",
-                        "input": payload,
-                    }
-                ],
-            )
+            return self.validation_error(request, [_not_an_object(payload)])
         definition_id: str | None = None
         if workflow_name is None:
             value = payload.get("workflow_definition_id")
@@ -362,17 +352,7 @@ class _Api:
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            return self.validation_error(
-                request,
-                [
-                    {
-                        "type": "model_attributes_type",
-                        "loc": ["body"],
-                        "msg": "Input should be a valid dictionary or object to extract fields from",
-                        "input": payload,
-                    }
-                ],
-            )
+            return self.validation_error(request, [_not_an_object(payload)])
         missing = [
             {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": payload}
             for name in ("url", "events", "secret")
@@ -757,3 +737,13 @@ def _log_entry(scope: Scope, body: bytes, status: Any, now: float) -> JSON:
 def create_app(state: EmulatorState) -> EmulatorASGI:
     """The ASGI application to serve for ``state``."""
     return EmulatorASGI(state, build_fastapi(state))
+
+
+def _not_an_object(payload: Any) -> dict[str, Any]:
+    """FastAPI's 422 item for a body that is not a JSON object."""
+    return {
+        "type": "model_attributes_type",
+        "loc": ["body"],
+        "msg": "Input should be a valid dictionary or object to extract fields from",
+        "input": payload,
+    }
