@@ -40,12 +40,20 @@ __all__ = [
 
 #: Connection pools per shared client, and connections per pool: at most 32 connections per
 #: connection id, event loop and process. Polls at 1,000 triggers x 5 s need a handful.
-DEFAULT_SHARDS = 4
-DEFAULT_CONNECTIONS_PER_SHARD = 8
+DEFAULT_SHARDS = 8
+DEFAULT_CONNECTIONS_PER_SHARD = 4
 
 
 class ShardedAsyncTransport(httpx.AsyncBaseTransport):
-    """Round-robin over a few small httpx connection pools that keep their connections alive."""
+    """A few small httpx connection pools, kept alive, with the waiting done in front of them.
+
+    httpcore scans its whole queue and every idle connection each time it hands out a connection,
+    so thousands of requests queued in one pool cost quadratic CPU. Here at most ``shards x
+    connections_per_shard`` requests are inside the pools at once; the rest wait on an
+    ``asyncio.Semaphore`` (constant cost each). A request goes to the least busy pool (the first on
+    a tie), so a light load keeps to a connection or two and a heavy one spreads over all. Bodies
+    are read inside the slot (API answers are small JSON), so a slot is never held by a caller.
+    """
 
     def __init__(
         self,
@@ -58,12 +66,28 @@ class ShardedAsyncTransport(httpx.AsyncBaseTransport):
         limits = connection_limits(connections_per_shard, keepalive_expiry)
         context = shared_ssl_context()
         self._pools = [httpx.AsyncHTTPTransport(verify=context, limits=limits) for _ in range(shards)]
-        self._next = 0
+        self._busy = [0] * shards
+        self._slots: asyncio.Semaphore | None = None  # made in the loop that uses it
+        self._capacity = shards * connections_per_shard
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        pool = self._pools[self._next]
-        self._next = (self._next + 1) % len(self._pools)
-        return await pool.handle_async_request(request)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._capacity)
+        async with self._slots:
+            busy = self._busy
+            index = busy.index(min(busy))
+            busy[index] += 1
+            try:
+                response = await self._pools[index].handle_async_request(request)
+                try:
+                    content = await response.aread()
+                finally:
+                    await response.aclose()
+            finally:
+                busy[index] -= 1
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=content, extensions=response.extensions
+        )
 
     async def aclose(self) -> None:
         for pool in self._pools:
