@@ -374,3 +374,14 @@ def test_trigger_event_round_trip_is_validated(emulator: CoverbaseEmulator, ti: 
         op.execute_complete(make_context(ti), event={"status": "weird"})
     with pytest.raises(AirflowException, match="without a trigger event"):
         op.execute_complete(make_context(ti), event=None)
+
+
+def test_polling_keeps_one_connection_for_the_start_and_every_poll(emulator: CoverbaseEmulator, ti: FakeTI) -> None:
+    emulator.add_workflow("short", [("only", 6.0)])  # 0.3 s at the fixtures' speed of 20
+    before = emulator.connections()["accepted"]
+    result = execute(
+        operator(workflow_name="short", input={}, max_poll_interval=0.02, deferrable=False), make_context(ti)
+    )
+    assert result["status"] == "completed"
+    assert len([r for r in emulator.requests if r["method"] == "GET"]) >= 5
+    assert emulator.connections()["accepted"] - before == 1

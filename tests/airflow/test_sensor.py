@@ -84,3 +84,14 @@ def test_retryable_error_event(emulator: CoverbaseEmulator, ti: FakeTI) -> None:
     with pytest.raises(AirflowException, match="flaky") as info:
         op.execute_complete(make_context(ti), event=event)
     assert not isinstance(info.value, AirflowFailException)
+
+
+def test_poke_mode_keeps_one_connection_for_all_pokes(emulator: CoverbaseEmulator, ti: FakeTI) -> None:
+    emulator.add_workflow("short", [("only", 6.0)])  # 0.3 s at the fixtures' speed of 20
+    run_id = start(emulator, "short")
+    before = emulator.connections()["accepted"]
+    emulator.clear_requests()
+    result = execute(sensor(run_id, max_poll_interval=0.02), make_context(ti))
+    assert result["status"] == "completed"
+    assert len(emulator.requests) >= 5  # several pokes...
+    assert emulator.connections()["accepted"] - before == 1  # ...over one kept-alive connection
