@@ -541,13 +541,18 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
         if run is None:
             raise StarletteHTTPException(404, "Workflow run not found.")
         view = {"org_id": run.org_id, **state.run_view(run), "input": run.input}
+        reason = state.failure_reason(run)
+        if reason is not None:
+            view["failure_reason"] = reason
         if request.query_params.get("format") == "json" or "text/html" not in request.headers.get("accept", ""):
             return _json(view)
         pretty = html.escape(json.dumps(view, indent=2))
         title = html.escape(f"{run.definition.name}: {view['status']}")
+        reason = state.failure_reason(run)
+        why = f"<p><strong>Reason:</strong> {html.escape(reason)}</p>" if reason else ""
         return HTMLResponse(
             f"<!doctype html><html><head><title>{title}</title></head><body>"
-            f"<h1>Coverbase emulator run {html.escape(run.run_id)}</h1><p>{title}</p>"
+            f"<h1>Coverbase emulator run {html.escape(run.run_id)}</h1><p>{title}</p>{why}"
             f"<pre>{pretty}</pre></body></html>"
         )
 

@@ -463,6 +463,9 @@ class EmulatorState:
             else:
                 body["checkpoints_reached"] = names
             body["output"] = dict(d.output or {}) if legacy == "completed" else None
+            if legacy == "failed":
+                # Not on the legacy page's field list; its workflow.failed webhook carries "error".
+                body["error"] = d.failure_message
             return body
         steps = self._steps(run, reached, legacy == "failed")
         body = {
@@ -478,6 +481,20 @@ class EmulatorState:
         else:
             body["steps"] = steps
         return body
+
+    def failure_reason(self, run: Run, now: float | None = None) -> str | None:
+        """Why a failed run failed (its definition's ``failure_message``) and where; None otherwise.
+
+        For the emulator's run page, which the provider's run link opens.
+        """
+        now = self.clock.now() if now is None else now
+        if self.legacy_status(run, now) != "failed":
+            return None
+        d = run.definition
+        ok = self._ok_checkpoints(d)
+        where = f"after checkpoint {d.checkpoints[ok - 1].name}" if ok else "before reaching any checkpoint"
+        step = f", at step {d.checkpoints[-1].name}" if d.checkpoints else ""
+        return f"Failed {where}{step}: {d.failure_message}"
 
     def _steps(self, run: Run, reached: int, failed: bool) -> list[JSON]:
         d = run.definition
