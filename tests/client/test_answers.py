@@ -25,6 +25,7 @@ from airflow_provider_coverbase.exceptions import (
     RateLimitError,
 )
 from airflow_provider_coverbase.models import WorkflowRunStatus
+from airflow_provider_coverbase.tracking import outcome_error
 from tests.client.conftest import BASE_URL, Api
 from tests.fake_api import FakeCoverbaseAPI
 
@@ -302,4 +303,70 @@ async def test_replay_is_logged_with_the_run_and_key(kind: str, caplog: pytest.L
     await api("run_workflow", SWEEP, idempotency_key="k-log")
     assert f"Coverbase replayed run {run.workflow_run_id}, already started with idempotency key k-log" in caplog.text
     assert json.loads(fake.requests[1].content) == {"input": {}}
+    await api.close()
+
+
+# ---- 8. why a run failed: read from what the API gives, said after which checkpoint ------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"error": "Questionnaire template not found."}, "Questionnaire template not found."),
+        ({"error": {"code": "template_missing", "message": "No template"}}, "No template"),
+        ({"error_message": "SMTP down"}, "SMTP down"),
+        ({"failure_reason": "Loop breaker tripped"}, "Loop breaker tripped"),
+        ({"reason": "Owner left"}, "Owner left"),
+        ({}, None),
+    ],
+)
+async def test_failure_reason_of_a_legacy_run_body(kind: str, extra: dict[str, Any], reason: str | None) -> None:
+    fake = FakeCoverbaseAPI(dialect="legacy")
+    api = Api(kind, fake)
+    body = {
+        "workflow_run_id": "cbwfr_1",
+        "workflow_name": SWEEP,
+        "status": "failed",
+        "checkpoints_reached": ["vendors_selected"],
+        **extra,
+    }
+    fake.script.append(httpx.Response(200, json=body))
+    run = await api("get_workflow_run", "cbwfr_1")
+    error = outcome_error(run, "https://dash.example/runs/cbwfr_1")
+
+    assert run.failure_reason == reason
+    assert run.to_summary()["failure_reason"] == reason
+    assert error is not None
+    text = str(error)
+    assert text.startswith("Coverbase run cbwfr_1 ended failed: https://dash.example/runs/cbwfr_1 It failed after ")
+    assert "It failed after checkpoint vendors_selected" in text  # not "last checkpoint", which read as the culprit
+    if reason:
+        assert f"vendors_selected: {reason.rstrip('.')}." in text
+    else:
+        assert "Coverbase gave no reason." in text
+    await api.close()
+
+
+async def test_failure_reason_of_a_current_run_is_the_failed_steps_message(kind: str) -> None:
+    fake = FakeCoverbaseAPI(dialect="current")
+    api = Api(kind, fake)
+    run = await api("run_workflow", SWEEP)
+    fake.set_status(
+        run.workflow_run_id,
+        "failed",
+        steps=[
+            {"step_id": "cbwrs_1", "component_name": "Select vendors", "status": "success"},
+            {"step_id": "cbwrs_2", "component_name": "Send", "status": "failed", "message": "SMTP down"},
+        ],
+    )
+    got = await api("get_workflow_run", run.workflow_run_id)
+    text = str(outcome_error(got))
+    assert got.failure_reason == "SMTP down"
+    assert text == (
+        f"Coverbase run {run.workflow_run_id} ended failed. It failed after checkpoint Select vendors, "
+        f"at step 'Send': SMTP down. Workflow: '{SWEEP}'."
+    )
+    fake.set_status(run.workflow_run_id, "canceled", steps=[])
+    cancelled = await api("get_workflow_run", run.workflow_run_id)
+    assert "It was cancelled before reaching any checkpoint." in str(outcome_error(cancelled))
     await api.close()
