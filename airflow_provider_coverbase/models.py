@@ -199,7 +199,8 @@ class WorkflowRun(_ApiModel):
         return self._replayed
 
     def to_summary(self) -> dict[str, Any]:
-        """The run as JSON-safe data for XCom and trigger events: id, name, status, checkpoints, steps, output."""
+        """The run as JSON-safe data for XCom and trigger events: id, name, status, checkpoints, steps, output
+        and the failure reason."""
         return {
             "workflow_run_id": self.workflow_run_id,
             "workflow_name": self.workflow_name,
