@@ -175,3 +175,26 @@ def test_none_and_empty_object_stay_valid(emulator: CoverbaseEmulator, ti: FakeT
 @pytest.fixture(params=[None, "store"], ids=["airflow-3.2-key-replay", "airflow-3.3-state-store"])
 def store(request: pytest.FixtureRequest) -> MemoryStateStore | None:
     return MemoryStateStore() if request.param else None
+
+
+@pytest.mark.parametrize("shape", ["detail", "bare", "flat", "nested"])
+def test_airflow_3_2_retry_reattaches_through_every_legacy_replay_shape(
+    coverbase_emulator: CoverbaseEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    shape: str,
+) -> None:
+    """The key-replay path (no task state store) reads the 409 replay whatever its envelope."""
+    from tests.airflow.conftest import conn_value
+
+    monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(coverbase_emulator))
+    coverbase_emulator.set_variants(conflict_shape=shape)
+    first = FakeTI(try_number=1)
+    with pytest.raises(TaskDeferred):  # the worker "dies" while the run goes on
+        operator(deferrable=True).execute(make_context(first))
+    second = FakeTI(try_number=2)
+    result = execute(operator(), make_context(second))
+    assert result["workflow_run_id"] == first.xcoms["workflow_run_id"]
+    assert result["status"] == "completed"
+    assert f"Try 2 {ATTACHED} {result['workflow_run_id']}" in capsys.readouterr().out
+    assert coverbase_emulator.run_count() == 1
