@@ -71,9 +71,8 @@ def test_unknown_workflow_filter_is_404(current_client: httpx.Client) -> None:
 
 
 def test_legacy_list_uses_legacy_statuses(coverbase_emulator: CoverbaseEmulator) -> None:
-    coverbase_emulator.set_variants(
-        legacy_v2_endpoints=True
-    )  # list runs is V2+: the legacy dialect serves it on request
+    # List runs is V2+: the legacy dialect serves it on request.
+    coverbase_emulator.set_variants(legacy_v2_endpoints=True)
     emu = coverbase_emulator
     emu.set_speed(0)
     with client_for(emu) as client:
