@@ -32,6 +32,11 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.sensors.coverbase"]}],
         "triggers": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.triggers.coverbase"]}],
         "extra-links": [f"{_MODULE}.links.coverbase.CoverbaseWorkflowRunLink"],
+        # The webhook receiver. Airflow loads provider-info plugins only with lazy_discover_providers
+        # off; the ``airflow.plugins`` entry point (pyproject.toml) is what loads it by default.
+        "plugins": [{"name": "coverbase", "plugin-class": f"{_MODULE}.plugins.webhooks.CoverbaseWebhookPlugin"}],
+        # ``coverbase://<conn id>/workflows/<name>/...`` assets (see assets.py): checked on creation.
+        "asset-uris": [{"schemes": ["coverbase"], "handler": f"{_MODULE}.assets.sanitize_uri"}],
         "connection-types": [
             {
                 "connection-type": "coverbase",
@@ -88,6 +93,17 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Allow plain http",
                         "description": "Allow an http:// base URL that is not localhost (test setups only).",
                         "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "webhook_secret": {
+                        "label": "Webhook signing secret",
+                        "description": "The secret registered with the Coverbase webhook; deliveries to "
+                        "/coverbase/webhooks/<conn id> are refused without it.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "webhook_timestamp_tolerance": {
+                        "label": "Webhook timestamp tolerance (s)",
+                        "description": "How far Coverbase-Timestamp may be from now, either way.",
+                        "schema": {"type": ["number", "null"], "default": 300, "minimum": 1},
                     },
                 },
             }
