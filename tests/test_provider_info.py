@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -62,3 +63,28 @@ def test_airflow_cli_lists_the_provider(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "airflow-provider-coverbase" in result.stdout
+
+
+def test_webhook_secret_is_redacted_by_the_api_and_rendered_as_a_password() -> None:
+    from airflow.api_fastapi.core_api.datamodels.connections import ConnectionResponse
+
+    (conn,) = get_provider_info()["connection-types"]
+    assert conn["conn-fields"]["webhook_secret"]["schema"]["format"] == "password"
+    secret = "whsec_must_not_leak_0123456789"
+    extra = ConnectionResponse.redact_extra(json.dumps({"webhook_secret": secret, "timeout": 30}))
+    assert extra is not None
+    assert json.loads(extra) == {"webhook_secret": "***", "timeout": 30}
+
+
+def test_the_receiver_plugin_is_registered_by_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    from airflow_provider_coverbase.plugins.webhooks import CoverbaseWebhookPlugin
+
+    (entry,) = [e for e in entry_points(group="airflow.plugins") if e.name == "coverbase"]
+    assert entry.load() is CoverbaseWebhookPlugin
+    (app,) = CoverbaseWebhookPlugin.fastapi_apps
+    assert app["url_prefix"] == "/coverbase"
+    assert {p["plugin-class"] for p in get_provider_info()["plugins"]} == {
+        "airflow_provider_coverbase.plugins.webhooks.CoverbaseWebhookPlugin"
+    }
