@@ -32,9 +32,10 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.sensors.coverbase"]}],
         "triggers": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.triggers.coverbase"]}],
         "extra-links": [f"{_MODULE}.links.coverbase.CoverbaseWorkflowRunLink"],
-        # The webhook receiver. Airflow loads provider-info plugins only with lazy_discover_providers
-        # off; the ``airflow.plugins`` entry point (pyproject.toml) is what loads it by default.
-        "plugins": [{"name": "coverbase", "plugin-class": f"{_MODULE}.plugins.webhooks.CoverbaseWebhookPlugin"}],
+        # The webhook receiver plugin is registered ONLY through the ``airflow.plugins`` entry point
+        # (pyproject.toml), which Airflow always loads. Not under "plugins" here: Airflow 3.3 reads that
+        # key only with lazy_discover_providers=False, and then reports the second registration of the
+        # same plugin as a plugin import error.
         # ``coverbase://<conn id>/workflows/<name>/...`` assets (see assets.py): checked on creation.
         "asset-uris": [{"schemes": ["coverbase"], "handler": f"{_MODULE}.assets.sanitize_uri"}],
         "connection-types": [
