@@ -401,3 +401,58 @@ async def test_watchers_of_one_connection_share_one_poll(fake: FakeCoverbaseAPI)
     assert all(r.url.params["limit"] == "1" for r in checks)
     assert shared, "the listing was shared"
     assert sorted(shared[0].url.params.get_list("status")) == ["canceled", "completed", "failed"]
+
+
+# ---- against the emulator's current dialect, across a restart ---------------------------
+
+
+def test_pull_path_against_the_emulator_emits_each_finished_run_once_across_a_restart(
+    coverbase_emulator_current: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each "triggerer" is its own event loop; the second is rebuilt from the first's serialized kwargs."""
+    from airflow_provider_coverbase.client import CoverbaseClient
+    from tests.airflow.conftest import conn_value
+
+    emu = coverbase_emulator_current
+    emu.set_speed(0)
+    monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(emu))
+    events_module._recent_fatal.clear()
+    client = CoverbaseClient(emu.api_key, base_url=emu.base_url)
+
+    def finished_run(workflow: str = "adhoc-campaign") -> str:
+        run_id = client.run_workflow(workflow, {}).workflow_run_id
+        emu.advance(5)  # adhoc-campaign takes 1 emulated second
+        return run_id
+
+    def polls() -> int:
+        return sum(1 for r in emu.requests if r["method"] == "GET" and r["path"] == "/v1/workflows/runs")
+
+    async def triggerer(trigger: Any, during: Callable[[], list[str]]) -> tuple[list[str], list[dict[str, Any]]]:
+        running = Running(trigger)
+        await wait_until(lambda: polls() >= 1)
+        started = await asyncio.to_thread(during)
+        await wait_until(lambda: len(running.events) >= len(started))
+        seen = polls()
+        await wait_until(lambda: polls() >= seen + 5)  # and nothing more comes
+        await running.stop()
+        return started, running.events
+
+    store = MemoryAssetStore()
+    before = finished_run()
+    first = CoverbaseWorkflowRunEventTrigger("adhoc-campaign", statuses=["completed", "failed"], poll_interval=0.02)
+    first.asset_state_store = store
+    try:
+        emu.clear_requests()
+        started_1, events_1 = asyncio.run(triggerer(first, lambda: [finished_run(), finished_run()]))
+        finished_run("always-fails")  # another workflow: never this watcher's event
+        while_down = finished_run()  # finishes while no triggerer runs
+        emu.clear_requests()
+        _, events_2 = asyncio.run(triggerer(rebuilt(first, store), list))
+        started_3, events_3 = asyncio.run(triggerer(rebuilt(first, store), lambda: [finished_run()]))
+    finally:
+        client.close()
+    emitted = [e["workflow_run_id"] for e in events_1 + events_2 + events_3]
+    assert emitted == [*started_1, while_down, *started_3]
+    assert before not in emitted
+    assert {e["event_id"] for e in events_1 + events_2 + events_3} == {f"poll:{r}:completed" for r in emitted}
+    assert all(e["workflow_name"] == "adhoc-campaign" and e["status"] == "completed" for e in events_1)
