@@ -7,7 +7,7 @@ that reached a watched terminal status *after the watch began*. Attach it to an 
     from airflow.sdk import Asset, AssetWatcher
 
     sweep_done = Asset(
-        "coverbase://workflows/quarterly-privacy-sweep",
+        "quarterly_privacy_sweep_completed",
         watchers=[
             AssetWatcher(
                 name="sweep_completed",
@@ -303,6 +303,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll this workflow's finished runs forever, yielding one event per newly finished run."""
         await _wait_out_recent_fatal(self._recent_key(), self.log)
+        self.log.info("Watching '%s' with a poll of its own every %g s", self.workflow_name, self.poll_interval)
         self._hook = CoverbaseHook(self.coverbase_conn_id)
         await self._load_state()
         errors = 0
@@ -393,6 +394,11 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
                     raise fatal from None
                 self.log.warning("Could not check that workflow '%s' exists, going on: %s", self.workflow_name, exc)
             await self._close()
+            self.log.info(
+                "Watching '%s' through the poll shared by the watchers of connection '%s'",
+                self.workflow_name,
+                self.coverbase_conn_id,
+            )
             await self._load_state()
             async for listing in shared_stream:
                 if not isinstance(listing, _Listing):
