@@ -54,10 +54,10 @@ misses nothing. Each watcher still checks once at start that its workflow exists
 each trigger polls on its own.
 
 **Legacy contract.** The legacy API has no list endpoint. The first poll then fails at once with an
-error saying so (use the webhook receiver there). Airflow restarts a failed watcher about once a
-second; a restarted watcher that failed for the same reason within the last
-``FATAL_RECHECK_SECONDS`` waits that long before asking the API again, so it neither floods the
-log nor the API.
+error saying so (use the webhook receiver there). Airflow starts a failed watcher again at the
+triggerer's next check, within seconds; a restarted watcher that failed within the last
+``FATAL_RECHECK_SECONDS`` (in this triggerer process) waits that long before asking the API again,
+so it floods neither the log nor the API.
 """
 
 from __future__ import annotations
