@@ -456,3 +456,20 @@ def test_pull_path_against_the_emulator_emits_each_finished_run_once_across_a_re
     assert before not in emitted
     assert {e["event_id"] for e in events_1 + events_2 + events_3} == {f"poll:{r}:completed" for r in emitted}
     assert all(e["workflow_name"] == "adhoc-campaign" and e["status"] == "completed" for e in events_1)
+
+
+async def test_a_shared_watcher_on_the_legacy_api_fails_at_once(fake: FakeCoverbaseAPI) -> None:
+    from airflow.triggers.shared_stream import SharedStreamManager
+
+    fake.script.extend([httpx.Response(404, json={"detail": "Not Found"})] * 2)
+    manager = SharedStreamManager()
+    trigger = watcher(None)
+    stream = manager.subscribe(trigger_id=1, trigger=trigger, key=trigger.shared_stream_key())
+    try:
+        with pytest.raises(CoverbaseWatchError, match="legacy contract"):
+            async with asyncio.timeout(5):
+                await anext(trigger.filter_shared_stream(stream))
+    finally:
+        await manager.unsubscribe(1, trigger.shared_stream_key())
+        await manager.stop_all()
+    assert ("coverbase_default", WORKFLOW) in events_module._recent_fatal
