@@ -369,14 +369,16 @@ class _Api:
             return self.validation_error(request, [_not_an_object(payload)])
         return payload
 
-    def _webhook_field_problem(self, request: Request, payload: JSON) -> Response | None:
-        """Validate the fields present, in the documented order: ``secret``, then ``url``, then ``events``."""
-        if payload.get("secret") is not None:
-            secret = payload["secret"]
+    def _webhook_field_problem(self, request: Request, payload: JSON, *, partial: bool) -> Response | None:
+        """Validate in the documented order: ``secret``, then ``url``, then ``events``.
+
+        ``partial`` (PATCH): only the fields given and not ``null``; otherwise every field."""
+        if not partial or payload.get("secret") is not None:
+            secret = payload.get("secret")
             if not isinstance(secret, str) or len(secret) < 16:
                 return self.error(request, 400, "weak_secret", "Secret must be at least 16 characters.")
-        if payload.get("url") is not None:
-            url = payload["url"]
+        if not partial or payload.get("url") is not None:
+            url = payload.get("url")
             if not isinstance(url, str) or self._url_problem(url):
                 return self.error(
                     request,
@@ -385,8 +387,8 @@ class _Api:
                     "Webhook URL must be HTTPS and must not target a private, link-local, or metadata address "
                     "(the emulator also accepts http:// on loopback).",
                 )
-        if payload.get("events") is not None:
-            events = payload["events"]
+        if not partial or payload.get("events") is not None:
+            events = payload.get("events")
             if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
                 return self.validation_error(
                     request,
@@ -423,16 +425,9 @@ class _Api:
         ]
         if missing:
             return self.validation_error(request, missing)
-        if payload["secret"] is None:
-            return self.error(request, 400, "weak_secret", "Secret must be at least 16 characters.")
-        problem = self._webhook_field_problem(request, payload)
+        problem = self._webhook_field_problem(request, payload, partial=False)
         if problem is not None:
             return problem
-        if payload["url"] is None or payload["events"] is None:
-            name = "url" if payload["url"] is None else "events"
-            return self.validation_error(
-                request, [{"type": "missing", "loc": ["body", name], "msg": "Field required", "input": payload}]
-            )
         description = payload.get("description")
         sub = Subscription(
             webhook_id=new_id("cbwh"),
@@ -462,7 +457,7 @@ class _Api:
         payload = await self._json_object(request)
         if isinstance(payload, Response):
             return payload
-        problem = self._webhook_field_problem(request, payload)
+        problem = self._webhook_field_problem(request, payload, partial=True)
         if problem is not None:
             return problem
         with self.state.lock:

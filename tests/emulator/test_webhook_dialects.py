@@ -292,6 +292,7 @@ def test_next_deliveries_unsigned_then_signed_again(
     emu.wait_for(lambda: len(receiver.deliveries) == 2)
     start(emu)
     emu.wait_for(lambda: len(receiver.deliveries) == 3)
+    emu.wait_for(lambda: len(emu.webhook_deliveries) == 3)  # recorded once the answer is back
     unsigned, forged, valid = receiver.deliveries
     assert "coverbase-signature" not in unsigned.headers
     assert forged.headers["coverbase-signature"] == signature(OTHER, forged.body)
