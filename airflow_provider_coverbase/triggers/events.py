@@ -101,7 +101,7 @@ _recent_fatal: dict[tuple[str, str], tuple[float, str]] = {}
 
 
 class CoverbaseWatchError(CoverbaseError):
-    """The watch cannot go on: no list endpoint (legacy API), unknown workflow, or a rejected key."""
+    """The watch cannot go on: no list endpoint (legacy API), unknown workflow, rejected key, no connection."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +112,16 @@ class _Listing:
     polled_at: float
 
 
-def _fatal(error: CoverbaseError, conn_id: str, workflow_name: str | None) -> CoverbaseWatchError | None:
-    """The watch-ending error ``error`` means, or ``None`` when polling again may help."""
+def _fatal(error: Exception, conn_id: str, workflow_name: str | None) -> CoverbaseWatchError | None:
+    """The watch-ending error ``error`` means, or ``None`` when polling again may help.
+
+    Retryable Coverbase errors (connection, timeout, 429, 5xx) are not fatal; everything else is,
+    including what is not a Coverbase error at all (e.g. the Airflow connection does not exist).
+    """
+    if not isinstance(error, CoverbaseError):
+        return CoverbaseWatchError(
+            f"CoverbaseWorkflowRunEventTrigger cannot poll connection '{conn_id}': {type(error).__name__}: {error}"
+        )
     if error.retryable:
         return None
     if isinstance(error, CoverbaseAPIError) and is_missing_list_endpoint(
@@ -317,7 +325,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
                         lookback=self.lookback,
                         limit=self.page_size,
                     )
-                except CoverbaseError as exc:
+                except Exception as exc:
                     fatal = _fatal(exc, self.coverbase_conn_id, self.workflow_name)
                     if fatal is not None:
                         _recent_fatal[self._recent_key()] = (time.monotonic(), fatal.message)
@@ -363,7 +371,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
                         lookback=float(kwargs["lookback"]),
                         limit=int(kwargs["page_size"]),
                     )
-                except CoverbaseError as exc:
+                except Exception as exc:
                     fatal = _fatal(exc, conn_id, None)
                     if fatal is not None:
                         _recent_fatal[(conn_id, "")] = (time.monotonic(), fatal.message)
@@ -387,7 +395,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
         try:
             try:
                 await self._hook.alist_workflow_runs(workflow_name=self.workflow_name, limit=1)
-            except CoverbaseError as exc:
+            except Exception as exc:
                 fatal = _fatal(exc, self.coverbase_conn_id, self.workflow_name)
                 if fatal is not None:
                     _recent_fatal[self._recent_key()] = (time.monotonic(), fatal.message)

@@ -473,3 +473,11 @@ async def test_a_shared_watcher_on_the_legacy_api_fails_at_once(fake: FakeCoverb
         await manager.unsubscribe(1, trigger.shared_stream_key())
         await manager.stop_all()
     assert ("coverbase_default", WORKFLOW) in events_module._recent_fatal
+
+
+async def test_a_missing_connection_fails_with_its_id(fake: FakeCoverbaseAPI) -> None:
+    trigger = CoverbaseWorkflowRunEventTrigger(WORKFLOW, coverbase_conn_id="no_such_conn", poll_interval=0.01)
+    with pytest.raises(CoverbaseWatchError, match="cannot poll connection 'no_such_conn'"):
+        await anext(trigger.run())
+    assert list_calls(fake) == 0
+    assert ("no_such_conn", WORKFLOW) in events_module._recent_fatal
