@@ -212,6 +212,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
             raise ValueError(f"page_size must be between 1 and {MAX_LIST_LIMIT}, got {page_size!r}")
         self.page_size = page_size
         self._state: WatchState | None = None
+        self._store_unusable = False
         self._hook: CoverbaseHook | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -242,7 +243,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
     def _store(self) -> Any:
         """The asset state store accessor to keep the state in, or ``None`` (memory only)."""
         store = getattr(self, "asset_state_store", None)
-        if store is None:
+        if store is None or self._store_unusable:
             return None
         by_name = getattr(store, "_by_name", None)
         by_uri = getattr(store, "_by_uri", None)
@@ -255,10 +256,18 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
     async def _load_state(self) -> None:
         store = self._store()
         if store is None:
-            self.log.info("No asset state store (Airflow < 3.3): each start of this watch takes a new baseline")
+            self.log.info(
+                "No asset state store (Airflow < 3.3, or not run by an AssetWatcher): each start of this watch "
+                "takes a new baseline"
+            )
             return
         try:
             stored = await store.aget(self.state_key)
+        except (AttributeError, TypeError, ValueError) as exc:
+            # The store's interface is not what this code expects: keep the state in memory instead.
+            self._store_unusable = True
+            self.log.warning("The asset state store is unusable here, keeping the watch state in memory: %s", exc)
+            return
         except Exception as exc:
             self.log.warning("Could not read the watch state %s, taking a new baseline: %s", self.state_key, exc)
             return

@@ -481,3 +481,32 @@ async def test_a_missing_connection_fails_with_its_id(fake: FakeCoverbaseAPI) ->
         await anext(trigger.run())
     assert list_calls(fake) == 0
     assert ("no_such_conn", WORKFLOW) in events_module._recent_fatal
+
+
+async def test_a_store_of_another_shape_falls_back_to_memory(fake: FakeCoverbaseAPI) -> None:
+    class SeveralAssets:
+        async def aget(self, key: str, default: Any = None) -> Any:
+            raise ValueError("Task has 2 concrete inlets and outlets")
+
+        async def aset(self, key: str, value: Any) -> None:
+            raise ValueError("Task has 2 concrete inlets and outlets")
+
+    trigger = watcher(None)
+    trigger.asset_state_store = SeveralAssets()
+    running = Running(trigger)
+    await wait_until(lambda: list_calls(fake) >= 1)
+    a = start_run(fake)
+    finish(fake, a, at=T0)
+    await wait_until(lambda: len(running.events) == 1)
+    await running.stop()
+
+
+def test_a_watcher_of_several_assets_keeps_its_state_with_the_first_by_name() -> None:
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import AssetStateStoreAccessors
+
+    trigger = watcher(None)
+    trigger.asset_state_store = AssetStateStoreAccessors(inlets=[Asset("zeta"), Asset("alpha")])
+    assert repr(trigger._store()) == "<AssetStateStoreAccessor name='alpha'>"
+    trigger.asset_state_store = AssetStateStoreAccessors(inlets=[Asset("only")])
+    assert trigger._store() is trigger.asset_state_store
