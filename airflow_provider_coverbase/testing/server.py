@@ -338,7 +338,7 @@ class CoverbaseEmulator:
     @property
     def webhook_deliveries(self) -> list[JSON]:
         """Every delivery attempt (webhook_id, event_id, event_type, attempt, status, response_status,
-        payload), oldest first."""
+        payload, and ``signature``: ``valid``, ``none`` or ``secret`` as sent), oldest first."""
         with self.state.lock:
             return list(self.state.deliveries)
 
