@@ -30,7 +30,12 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.hooks.coverbase"]}],
         "operators": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.operators.coverbase"]}],
         "sensors": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.sensors.coverbase"]}],
-        "triggers": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.triggers.coverbase"]}],
+        "triggers": [
+            {
+                "integration-name": "Coverbase",
+                "python-modules": [f"{_MODULE}.triggers.coverbase", f"{_MODULE}.triggers.events"],
+            }
+        ],
         "extra-links": [f"{_MODULE}.links.coverbase.CoverbaseWorkflowRunLink"],
         # The webhook receiver plugin is registered ONLY through the ``airflow.plugins`` entry point
         # (pyproject.toml), which Airflow always loads. Not under "plugins" here: Airflow 3.3 reads that
