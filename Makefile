@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo airflow emulator bench clean
+.PHONY: test test-airflow-3.2 lint typecheck unit demo airflow emulator bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,23 @@ test: $(STAMP)
 	$(BIN)/python scripts/unasync.py --check
 	$(BIN)/mypy --strict
 	$(BIN)/pytest
+
+## make test-airflow-3.2: the oldest supported Airflow. A separate venv installed with
+## constraints/airflow-3.2.txt; unit and integration tests, then one example DAG end to end (dag.test()).
+AF32_VENV  := .venv-airflow-3.2
+AF32_STAMP := $(AF32_VENV)/.installed
+
+$(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml
+	rm -rf $(AF32_VENV)
+	$(PYTHON) -m venv $(AF32_VENV)
+	$(AF32_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e . apache-airflow pytest pytest-asyncio
+	touch $(AF32_STAMP)
+
+test-airflow-3.2: $(AF32_STAMP)
+	$(AF32_VENV)/bin/python -c 'import airflow; assert airflow.__version__.startswith("3.2."), airflow.__version__; print("Airflow", airflow.__version__)'
+	$(AF32_VENV)/bin/python -m pytest -q -m "not e2e"
+	$(AF32_VENV)/bin/python -m pytest -q tests/e2e/test_example_dags.py::test_quarterly_sweep_dag
 
 ## make demo: the quarterly sweep DAG, run for real (airflow dags test) against the local emulator.
 demo: $(STAMP)
@@ -49,4 +66,4 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not e2e"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .airflow-home .demo
+	rm -rf $(VENV) $(AF32_VENV) .mypy_cache .ruff_cache .airflow-home .demo
