@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-airflow-3.2 lint typecheck unit demo airflow emulator bench clean
+.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ demo: $(STAMP)
 ## make airflow: airflow standalone plus the emulator, to click around in the UI (Ctrl-C stops both).
 airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_ui.py
+
+## make ui-check: Airflow standalone and the emulator, driven in headless Chromium (Playwright): the
+## connection form, its Test button, the quarterly sweep, its run link while deferred, its log. Not in CI.
+ui-check: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[ui-check]'
+	$(BIN)/python scripts/ui_check.py
 
 ## make emulator: the emulator alone, on port 8900.
 emulator: $(STAMP)

@@ -57,6 +57,14 @@ class ApiServer:
         return self.client.post("/api/v2/connections/test", json=body)
 
 
+def skip_without_destination_check() -> None:
+    """Airflow 3.2 has no "host or port differs" check (nor its port-0 bug): nothing to keep there."""
+    from airflow.api_fastapi.core_api.routes.public import connections
+
+    if not hasattr(connections, "_same_endpoint"):
+        pytest.skip("this Airflow does not compare the tested host/port with the stored ones")
+
+
 def ui_test_body(conn: dict[str, Any]) -> dict[str, Any]:
     """The body the connection list's Test button posts (Airflow 3.3.2 UI, ``ConnectionsTable``)."""
     return {
@@ -164,6 +172,7 @@ def test_test_button_reports_a_rejected_key(api_server: ApiServer, emulator: Cov
 
 def test_a_different_host_still_needs_its_own_credentials(api_server: ApiServer, emulator: CoverbaseEmulator) -> None:
     """The plugin removes only ``port: 0``; Airflow's check of the destination stays."""
+    skip_without_destination_check()
     api_server.create(
         connection_id="coverbase_moved", conn_type="coverbase", host=emulator.base_url, password=emulator.api_key
     )
@@ -176,6 +185,7 @@ def test_a_different_host_still_needs_its_own_credentials(api_server: ApiServer,
 
 
 def test_other_connection_types_are_left_alone(api_server: ApiServer) -> None:
+    skip_without_destination_check()
     api_server.create(connection_id="generic_no_port", conn_type="generic", host="example.invalid", password="pw")
 
     response = api_server.test(ui_test_body(api_server.listed("generic_no_port")))
