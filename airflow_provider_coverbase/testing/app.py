@@ -651,6 +651,8 @@ class EmulatorASGI:
                 if scope.get(_DROP):
                     outcome["dropped"] = True
                     outcome["status"] = "dropped"
+                    # Logged before the client sees the drop, so a retry it sends at once is logged after.
+                    state.log_request(_log_entry(scope, body, "dropped", state.clock.now()))
                     await _abort(send, message)
                     return
                 if request_id is not None:
@@ -671,7 +673,8 @@ class EmulatorASGI:
             else:
                 await self.app(scope, replay, guarded_send)
         finally:
-            state.log_request(_log_entry(scope, body, outcome["status"], state.clock.now()))
+            if not outcome["dropped"]:
+                state.log_request(_log_entry(scope, body, outcome["status"], state.clock.now()))
 
     async def _fault_response(self, send: Send, fault: Fault, request_id: str | None) -> None:
         code = _FAULT_CODES.get(fault.status, "injected_fault")
