@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from airflow_provider_coverbase.defaults import DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE
 from airflow_provider_coverbase.exceptions import CoverbaseError
 
 __all__ = [
@@ -69,7 +70,7 @@ TIMESTAMP_HEADER = "Coverbase-Timestamp"
 #: Largest body accepted, in bytes (the limit Coverbase itself applies to inbound integration webhooks).
 MAX_BODY_BYTES = 256 * 1024
 #: Seconds a ``Coverbase-Timestamp`` may differ from now, either way ("five minutes is typical").
-DEFAULT_TIMESTAMP_TOLERANCE = 300.0
+DEFAULT_TIMESTAMP_TOLERANCE = DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE
 
 EventKind = Literal["checkpoint", "completed", "failed", "other"]
 

@@ -101,3 +101,38 @@ def test_plugin_loads_without_import_errors_also_with_eager_provider_discovery(t
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "['coverbase'] {}"
+
+
+def test_form_fields_show_the_client_defaults_without_storing_them() -> None:
+    """No schema ``default`` (the form would store it); the description names the client's default."""
+    from airflow_provider_coverbase.client import ClientConfig
+    from airflow_provider_coverbase.hooks.coverbase import settings_from_connection
+
+    (conn,) = get_provider_info()["connection-types"]
+    fields = conn["conn-fields"]
+    assert all("default" not in field["schema"] for field in fields.values())
+    # What an empty form means is what the client does without the setting.
+    client = ClientConfig(api_key="ak_test_1")
+    settings = settings_from_connection("c", host=None, port=None, password="ak_test_1", extra=None)
+    assert fields["timeout"]["description"].endswith(f"Empty: {client.timeout:g}.")
+    assert fields["connect_timeout"]["description"].endswith(f"Empty: {client.connect_timeout:g}.")
+    assert fields["max_retries"]["description"].endswith(f"Empty: {client.retry.max_attempts - 1}.")
+    assert fields["retry_initial_delay"]["description"].endswith(f"Empty: {client.retry.initial_delay:g}.")
+    assert fields["retry_max_delay"]["description"].endswith(f"Empty: {client.retry.max_delay:g}.")
+    assert fields["dashboard_url"]["description"].endswith(f"Empty: {settings.dashboard_url}.")
+    assert fields["dashboard_run_path"]["description"].endswith(f"Empty: {settings.dashboard_run_path}.")
+    assert settings.client.retry == client.retry
+    assert conn["ui-field-behaviour"]["placeholders"]["host"] == client.base_url
+
+
+def test_airflow_form_metadata_prefills_nothing() -> None:
+    """What Airflow's UI receives (``/ui/connections/hook_meta``): every extra field starts empty."""
+    from airflow.providers_manager import ProvidersManager
+
+    widgets = {
+        name: widget
+        for name, widget in ProvidersManager().connection_form_widgets.items()
+        if name.startswith("extra__coverbase__")
+    }
+    assert len(widgets) == len(get_provider_info()["connection-types"][0]["conn-fields"])
+    assert {name: widget.field["value"] for name, widget in widgets.items()} == dict.fromkeys(widgets)

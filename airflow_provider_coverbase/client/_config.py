@@ -10,6 +10,16 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_coverbase.defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DASHBOARD_RUN_PATH,
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_TIMEOUT,
+)
 from airflow_provider_coverbase.exceptions import (
     CoverbaseAPIError,
     CoverbaseConfigError,
@@ -21,21 +31,13 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DASHBOARD_RUN_PATH",
     "DEFAULT_DASHBOARD_URL",
+    "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "ClientConfig",
     "RetryPolicy",
     "is_loopback_host",
     "parse_retry_after",
 ]
-
-DEFAULT_BASE_URL = "https://api.coverbase.app"
-#: Where runs are shown to people. Not documented by the API reference: override it per connection.
-DEFAULT_DASHBOARD_URL = "https://dashboard.coverbase.app"
-DEFAULT_DASHBOARD_RUN_PATH = "/workflows/runs/{workflow_run_id}"
-#: Seconds to wait for a response (read/write/pool). A run-starting POST returns once the run exists.
-DEFAULT_TIMEOUT = 30.0
-#: Seconds to wait for the TCP/TLS connection.
-DEFAULT_CONNECT_TIMEOUT = 10.0
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -106,9 +108,9 @@ class RetryPolicy:
     """
 
     #: Attempts in all, the first one included (``max_retries + 1``).
-    max_attempts: int = 4
-    initial_delay: float = 0.5
-    max_delay: float = 10.0
+    max_attempts: int = DEFAULT_MAX_RETRIES + 1
+    initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
     #: Fraction of each wait that is randomised (0 = none, 1 = "full jitter").
     jitter: float = 0.5
     max_retry_after: float = 60.0

@@ -15,6 +15,7 @@ The connection's fields map to the client like this:
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,16 +27,21 @@ from airflow.sdk import BaseHook
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from airflow_provider_coverbase.client import (
-    DEFAULT_BASE_URL,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DASHBOARD_RUN_PATH,
-    DEFAULT_DASHBOARD_URL,
-    DEFAULT_TIMEOUT,
     AsyncCoverbaseClient,
     ClientConfig,
     CoverbaseClient,
     RetryPolicy,
     RunListFilters,
+)
+from airflow_provider_coverbase.defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DASHBOARD_RUN_PATH,
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_TIMEOUT,
 )
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
@@ -52,19 +58,21 @@ __all__ = [
     "webhook_settings_from_connection",
 ]
 
-DEFAULT_MAX_RETRIES = 3
-
 
 class _Extras(BaseModel):
-    """The connection's extra fields. ``extra="forbid"``: a typo fails loudly."""
+    """The connection's extra fields. ``extra="forbid"``: a typo fails loudly.
+
+    An extra left out takes the client's default (:mod:`airflow_provider_coverbase.defaults`); the
+    connection form describes those defaults but does not store them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
     connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20)
-    retry_initial_delay: float = Field(default=RetryPolicy().initial_delay, ge=0)
-    retry_max_delay: float = Field(default=RetryPolicy().max_delay, ge=0)
+    retry_initial_delay: float = Field(default=DEFAULT_RETRY_INITIAL_DELAY, ge=0)
+    retry_max_delay: float = Field(default=DEFAULT_RETRY_MAX_DELAY, ge=0)
     dashboard_url: str | None = None
     dashboard_run_path: str = DEFAULT_DASHBOARD_RUN_PATH
     allow_insecure_http: bool = False
@@ -119,12 +127,29 @@ def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[st
     return {k.removeprefix(prefix): v for k, v in loaded.items() if v is not None and v != ""}
 
 
+def _explain(exc: ValidationError) -> str:
+    """One line per problem; an unknown extra names the close match and the valid extras."""
+    valid = sorted(_Extras.model_fields)
+    problems = []
+    unknown = False
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "extra"
+        if err["type"] == "extra_forbidden":
+            unknown = True
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"{name}: unknown extra{hint}")
+        else:
+            problems.append(f"{name}: {err['msg']}")
+    text = "; ".join(problems)
+    return f"{text}. Valid extras: {', '.join(valid)}" if unknown else text
+
+
 def _extras(extra: str | Mapping[str, Any] | None, conn_id: str) -> _Extras:
     try:
         return _Extras.model_validate(_parse_extra(extra, conn_id))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}" for err in exc.errors())
-        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {problems}") from None
+        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {_explain(exc)}") from None
 
 
 def webhook_settings_from_connection(conn_id: str, extra: str | Mapping[str, Any] | None) -> WebhookSettings:

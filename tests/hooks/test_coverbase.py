@@ -67,7 +67,11 @@ def test_extras_and_port() -> None:
         ({"password": None}, "connection 'c' has no API key"),
         ({"host": "http://coverbase.internal"}, "refusing to send the API key over plain http"),
         ({"extra": '{"timeout": 0}'}, "timeout: Input should be greater than 0"),
-        ({"extra": '{"timout": 5}'}, "timout: Extra inputs are not permitted"),
+        (
+            {"extra": '{"timout": 5}'},
+            r"timout: unknown extra \(did you mean 'timeout'\?\)\. Valid extras: .*connect_timeout",
+        ),
+        ({"extra": '{"extra__coverbase__retries": 5}'}, r"retries: unknown extra \(did you mean 'max_retries'\?\)"),
         ({"extra": "{not json"}, "not valid JSON"),
         ({"extra": '{"dashboard_run_path": "/runs"}'}, "must contain '{workflow_run_id}'"),
     ],
@@ -76,6 +80,18 @@ def test_bad_connections_say_what_to_fix(fields: dict[str, Any], message: str) -
     kwargs: dict[str, Any] = {"host": None, "port": None, "password": "ak_test_1", "extra": None} | fields
     with pytest.raises(CoverbaseConfigError, match=message):
         settings_from_connection("c", **kwargs)
+
+
+def test_unknown_extra_names_every_valid_extra() -> None:
+    from airflow_provider_coverbase.hooks.coverbase import _Extras
+
+    with pytest.raises(CoverbaseConfigError) as caught:
+        settings_from_connection("c", host=None, port=None, password="ak_test_1", extra={"colour": "blue"})
+    message = caught.value.message
+    assert message.startswith("connection 'c' has invalid extras: colour: unknown extra. Valid extras: ")
+    assert message.removeprefix("connection 'c' has invalid extras: colour: unknown extra. Valid extras: ").split(
+        ", "
+    ) == sorted(_Extras.model_fields)
 
 
 def test_hook_runs_a_workflow_sync(coverbase_conn: None, fake: FakeCoverbaseAPI) -> None:
