@@ -189,3 +189,24 @@ def test_airflow_retry_after_a_failed_run_reads_the_task_state_store(
     assert record["chain"] == 1
     assert record["generation"] == 1
     assert record["workflow"] == "always-fails"
+
+
+def test_a_task_that_fails_before_a_run_exists_logs_no_xcom_error(
+    airflow_db: None, coverbase_conn_env: CoverbaseEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The link is computed when each task ends; with no run there is no URL, and no XCom lookup error."""
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    dag = load_dag("coverbase_fails_before_run")
+    dag_run = dag.test()
+    output = "".join(capfd.readouterr())
+
+    assert dag_run.state == DagRunState.FAILED
+    for task_id in ("unknown_workflow", "bad_input", "missing_connection"):
+        ti = dag_run.get_task_instance(task_id)
+        assert ti is not None
+        assert ti.state == TaskInstanceState.FAILED, task_id
+    assert emulator_runs(coverbase_conn_env) == []
+    assert "no-such-workflow" in output  # the tasks' own logs are in the captured output
+    assert "XCom not found" not in output
+    assert "Failed to push an xcom for task operator extra link" not in output
