@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo airflow emulator bench clean
+.PHONY: test lint typecheck unit demo airflow emulator bench dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 ## make test: lint, format check, the async client in sync with the sync one, mypy --strict, pytest.
@@ -38,6 +38,13 @@ emulator: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_load.py
 
+## make dist-check: build the sdist and the wheel (isolated build), twine check, check their contents.
+dist-check: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py dist
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,4 +56,4 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not e2e"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .airflow-home .demo
+	rm -rf $(VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist
