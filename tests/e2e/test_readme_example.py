@@ -11,13 +11,17 @@ is the wheel's copy.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,3 +126,43 @@ def test_readme_example_runs_as_written_against_the_installed_wheel(tmp_path: Pa
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "2 passed" in result.stdout
+
+
+def load_check_dist() -> Any:
+    spec = importlib.util.spec_from_file_location("check_dist", REPO / "scripts" / "check_dist.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_dist_check_passes_the_wheel_and_flags_a_missing_license(wheel: Path, tmp_path: Path) -> None:
+    """``scripts/check_dist.py`` (run by ``make dist-check`` in CI) on this wheel, and on a copy without LICENSE."""
+    check_dist = load_check_dist()
+    assert check_dist.check_wheel(wheel) == []
+    broken = tmp_path / wheel.name
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(broken, "w") as target:
+        for item in source.infolist():
+            if not item.filename.endswith("/licenses/LICENSE"):
+                target.writestr(item, source.read(item))
+    assert check_dist.check_wheel(broken) == ["wheel: no LICENSE in the .dist-info/licenses folder"]
+
+
+def test_the_dist_check_flags_an_sdist_with_some_of_the_tests(tmp_path: Path) -> None:
+    """All of the tests with their conftest files, or none: an sdist missing one conftest.py is reported."""
+    check_dist = load_check_dist()
+    files = ["LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "PKG-INFO"]
+    files += sorted(check_dist.source_files("airflow_provider_coverbase") | check_dist.source_files("example_dags"))
+    tests = sorted(check_dist.source_files("tests") - {"tests/conftest.py"})
+    sdist = tmp_path / "airflow_provider_coverbase-0.1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for name in files + tests:
+            source = REPO / name if (REPO / name).exists() else REPO / "pyproject.toml"
+            archive.add(source, arcname=f"airflow_provider_coverbase-0.1.0/{name}")
+    assert check_dist.check_sdist(sdist) == ["sdist: tests/conftest.py is missing (the sdist ships tests)"]
+    with tarfile.open(sdist, "w:gz") as archive:  # no tests at all is fine too
+        for name in files:
+            source = REPO / name if (REPO / name).exists() else REPO / "pyproject.toml"
+            archive.add(source, arcname=f"airflow_provider_coverbase-0.1.0/{name}")
+    assert check_dist.check_sdist(sdist) == []

@@ -84,3 +84,50 @@ def test_the_plugin_module_says_so_in_its_entry_point() -> None:
     (entry,) = [ep for ep in entry_points(group="pytest11") if ep.name == "coverbase"]
     assert entry.value == "airflow_provider_coverbase.testing.pytest_plugin"
     assert json.dumps(entry.value)  # a plain module path, loadable by pytest
+
+
+def run_pytest(folder: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in fresh_env().items() if not k.startswith("AIRFLOW")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_coverbase_airflow_without_the_opt_in_says_how_to_opt_in(tmp_path: Path) -> None:
+    (tmp_path / "test_dag.py").write_text("def test_dag(coverbase_airflow):\n    pass\n")
+    result = run_pytest(tmp_path)
+    assert result.returncode != 0
+    assert "set `coverbase_dags_folder = <your DAGs folder>` in your pytest configuration" in result.stdout
+
+
+def test_a_dags_folder_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\ncoverbase_dags_folder = dags\n")
+    result = run_pytest(tmp_path)
+    assert result.returncode == 4  # pytest's usage error
+    assert f"coverbase_dags_folder: {tmp_path.resolve() / 'dags'} is not a directory" in result.stderr
+
+
+def test_the_opt_in_sets_a_temporary_airflow_home_before_conftest_imports(tmp_path: Path) -> None:
+    """The environment is in place when the project's conftest.py runs, which is where Airflow is often imported."""
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "pytest.ini").write_text("[pytest]\ncoverbase_dags_folder = dags\n")
+    (tmp_path / "conftest.py").write_text(
+        "import os\nSEEN = {k: os.environ.get(k) for k in "
+        "('AIRFLOW_HOME', 'AIRFLOW__CORE__DAGS_FOLDER', 'AIRFLOW__DATABASE__SQL_ALCHEMY_CONN')}\n"
+    )
+    (tmp_path / "test_env.py").write_text(
+        "import os, pathlib\nfrom conftest import SEEN\n"
+        "def test_env():\n"
+        "    home = pathlib.Path(SEEN['AIRFLOW_HOME'])\n"
+        "    assert home.name.startswith('coverbase-airflow-home-') and home.is_dir()\n"
+        f"    assert SEEN['AIRFLOW__CORE__DAGS_FOLDER'] == {str((tmp_path / 'dags').resolve())!r}\n"
+        "    assert SEEN['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'] == f'sqlite:///{home}/airflow.db'\n"
+        "    assert 'airflow' not in __import__('sys').modules\n"
+    )
+    result = run_pytest(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
