@@ -166,3 +166,27 @@ def test_the_dist_check_flags_an_sdist_with_some_of_the_tests(tmp_path: Path) ->
             source = REPO / name if (REPO / name).exists() else REPO / "pyproject.toml"
             archive.add(source, arcname=f"airflow_provider_coverbase-0.1.0/{name}")
     assert check_dist.check_sdist(sdist) == []
+
+
+def test_the_readme_quarterly_dag_imports_and_renders_its_quarter(tmp_path: Path) -> None:
+    """The Operator section's DAG is complete: it imports, and its templates render with the provider's filters."""
+    from datetime import UTC, datetime
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.execution_time import macros
+
+    block = re.search(r"<!-- readme-dag: quarterly -->\n```python\n(.*?)\n```", (REPO / "README.md").read_text(), re.S)
+    assert block is not None
+    (tmp_path / "quarterly.py").write_text(block[1] + "\n")
+    bag = DagBag(str(tmp_path))
+    assert bag.import_errors == {}
+    (dag,) = bag.dags.values()
+    task = dag.get_task("run_quarterly_privacy_sweep")
+    start, end = datetime(2026, 7, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC)
+    task.render_template_fields({"data_interval_start": start, "data_interval_end": end, "macros": macros})
+    assert task.input == {
+        "quarter": "2026-Q3",
+        "due_date": "2026-10-31",
+        "vendor_filter": {"tags": ["processes_pii"], "tier": 1},
+    }
+    assert task.idempotency_key == "quarterly-privacy-sweep-2026-Q3"
