@@ -52,31 +52,44 @@ def is_loopback_host(host: str) -> bool:
 
 
 def parse_retry_after(header: str | None, body: Any = None) -> float | None:
-    """Seconds to wait, from a ``Retry-After`` header (seconds or HTTP date) or a ``retry_after`` field.
+    """Seconds to wait, from a ``Retry-After`` header or a ``retry_after`` body field; ``None`` if neither.
 
-    The legacy API's 429 carries ``retry_after`` without saying where; both places are read.
+    The legacy API's 429 carries ``retry_after`` without saying where, so every plausible place is
+    read, first match wins: the header (seconds, or an HTTP date), then ``retry_after`` at the top
+    level of the body, under ``detail``, then under ``error``, each as a number or a numeric string.
+    A negative, infinite or unreadable value is skipped.
     """
     if header:
         header = header.strip()
+        seconds = _seconds_or_none(header)
+        if seconds is not None:
+            return seconds
         try:
-            seconds = float(header)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(header)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                return max(0.0, (when - datetime.now(UTC)).total_seconds())
-        else:
-            if math.isfinite(seconds) and seconds >= 0:
-                return seconds
+            when = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
     if isinstance(body, dict):
-        value = body.get("retry_after")
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return max(0.0, float(value))
+        for holder in (body, body.get("detail"), body.get("error")):
+            if isinstance(holder, dict):
+                seconds = _seconds_or_none(holder.get("retry_after"))
+                if seconds is not None:
+                    return seconds
     return None
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    """A finite number of seconds >= 0 from a number or a numeric string, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,15 +91,18 @@ class CoverbaseClient:
         self.close()
 
     def _execute(self, call: Call[T]) -> T:
-        for attempt in tenacity.Retrying(**self._core.retry_kwargs(self._sleep)):
-            with attempt:
-                outcome: httpx.Response | httpx.TransportError
-                try:
-                    outcome = self._http.send(call.request)
-                except httpx.TransportError as exc:
-                    outcome = exc
-                return self._core.finish(call, outcome, attempt.retry_state.attempt_number)
-        raise AssertionError("unreachable: tenacity returns or re-raises")  # pragma: no cover
+        result: T | Call[T] = call
+        while isinstance(result, Call):  # a 409 replay may name a run that one more GET reads
+            call = result
+            for attempt in tenacity.Retrying(**self._core.retry_kwargs(self._sleep)):
+                with attempt:
+                    outcome: httpx.Response | httpx.TransportError
+                    try:
+                        outcome = self._http.send(call.request)
+                    except httpx.TransportError as exc:
+                        outcome = exc
+                    result = self._core.finish(call, outcome, attempt.retry_state.attempt_number)
+        return result
 
     def run_workflow(
         self,

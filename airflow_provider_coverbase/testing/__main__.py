@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import shlex
 import sys
 
 from airflow_provider_coverbase.testing.clock import EmulatorClock
-from airflow_provider_coverbase.testing.config import DIALECTS, EmulatorConfig, load_config
+from airflow_provider_coverbase.testing.config import (
+    CONFLICT_SHAPES,
+    DIALECTS,
+    RETRY_AFTER_PLACEMENTS,
+    EmulatorConfig,
+    load_config,
+)
 from airflow_provider_coverbase.testing.server import bind_socket, connection_value, serve_forever, url_for
 from airflow_provider_coverbase.testing.state import EmulatorState
 
@@ -34,6 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="emulated seconds per real second (default: config, else 1)",
     )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    variants = parser.add_argument_group("answer variants (default: config, else the usual answers)")
+    variants.add_argument(
+        "--conflict-shape", choices=CONFLICT_SHAPES, help="how a legacy 409 replay carries the run (default detail)"
+    )
+    variants.add_argument(
+        "--retry-after", choices=RETRY_AFTER_PLACEMENTS, help="where a 429 puts retry_after (default both)"
+    )
+    variants.add_argument(
+        "--sparse-get-bodies",
+        action="store_true",
+        default=None,
+        help="GET run bodies without workflow_run_id and workflow_name",
+    )
+    variants.add_argument(
+        "--legacy-v2-endpoints",
+        action="store_true",
+        default=None,
+        help="the legacy dialect also serves V2+ endpoints (list runs); otherwise they are 404",
+    )
     return parser
 
 
@@ -42,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config) if args.config else EmulatorConfig()
+        chosen = {
+            "conflict_shape": args.conflict_shape,
+            "retry_after": args.retry_after,
+            "sparse_get_bodies": args.sparse_get_bodies,
+            "legacy_v2_endpoints": args.legacy_v2_endpoints,
+        }
+        config = dataclasses.replace(config, **{name: value for name, value in chosen.items() if value is not None})
         speed = config.speed if args.speed is None else args.speed
         state = EmulatorState(config, args.dialect, EmulatorClock(speed))
     except ValueError as exc:  # ConfigError, or a negative --speed

@@ -118,14 +118,11 @@ class _Api:
         return self.error(request, 401, "unauthorized", message)
 
     def rate_limited(self, request: Request, retry_after: int, message: str) -> Response:
-        return self.error(
-            request,
-            429,
-            "rate_limited",
-            message,
-            extra={"retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
-        )
+        body: JSON = {"detail": {"code": "rate_limited", "message": message}}
+        headers = place_retry_after(body, retry_after, self.state.variants.retry_after)
+        if self.state.dialect == "current":
+            body["request_id"] = request.scope.get(_REQUEST_ID)
+        return _json(body, 429, headers)
 
     def admit(self, request: Request) -> OrgConfig | Response:
         """Authenticate and charge the request budget: the org, or the error to return."""
@@ -193,20 +190,14 @@ class _Api:
                 status, body = replay
                 if state.dialect == "current":
                     return _json(body, status)
-                return self.error(
-                    request,
-                    409,
-                    "idempotency_conflict",
-                    "A run already exists for this idempotency key. The original response is returned.",
-                    extra=body,
-                )
+                return _json(conflict_body(state.variants.conflict_shape, body), 409)
 
         if definition_id is not None:
-            definition = state.find_definition_by_id(definition_id)
+            definition = state.find_definition_by_id(definition_id, org.org_id)
             label = definition_id
         else:
             assert workflow_name is not None
-            definition = state.workflows.get(workflow_name)
+            definition = state.find_workflow(org.org_id, workflow_name)
             label = workflow_name
         if definition is None:
             return self.error(request, 404, "workflow_not_found", f"Workflow '{label}' not found.")
@@ -273,7 +264,10 @@ class _Api:
         run = self.state.get_run(org.org_id, workflow_run_id)
         if run is None:
             return self.error(request, 404, "workflow_run_not_found", "Workflow run not found.")
-        return _json(self.state.run_view(run))
+        view = self.state.run_view(run)
+        if self.state.variants.sparse_get_bodies:
+            del view["workflow_run_id"], view["workflow_name"]
+        return _json(view)
 
     async def list_runs(
         self,
@@ -285,6 +279,8 @@ class _Api:
         limit: int = Query(100, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> Response:
+        if self.state.dialect == "legacy" and not self.state.variants.legacy_v2_endpoints:
+            return self.plain_error(request, 404, "Not Found")  # the legacy contract has no list endpoint
         org = self.admit(request)
         if isinstance(org, Response):
             return org
@@ -302,7 +298,7 @@ class _Api:
         ]
         if bad:
             return self.validation_error(request, bad)
-        if workflow_name is not None and workflow_name not in self.state.workflows:
+        if workflow_name is not None and self.state.find_workflow(org.org_id, workflow_name) is None:
             return self.error(request, 404, "workflow_not_found", f"Workflow '{workflow_name}' not found.")
         body = self.state.list_runs(
             org.org_id,
@@ -444,8 +440,18 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
                 "now": state.clock.now(),
                 "orgs": [{"org_id": o.org_id, "name": o.name} for o in state.orgs.values()],
                 "workflows": sorted(state.workflows),
+                "variants": state.variants.as_dict(),
             }
         )
+
+    @app.post("/_emulator/variants", include_in_schema=False)
+    async def variants(request: Request) -> Response:
+        data = await body_of(request)
+        try:
+            changed = state.set_variants(**data)
+        except ConfigError as exc:
+            raise StarletteHTTPException(422, str(exc)) from exc
+        return _json(changed.as_dict())
 
     @app.post("/_emulator/faults", include_in_schema=False)
     async def faults(request: Request) -> Response:
@@ -541,13 +547,18 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
         if run is None:
             raise StarletteHTTPException(404, "Workflow run not found.")
         view = {"org_id": run.org_id, **state.run_view(run), "input": run.input}
+        reason = state.failure_reason(run)
+        if reason is not None:
+            view["failure_reason"] = reason
         if request.query_params.get("format") == "json" or "text/html" not in request.headers.get("accept", ""):
             return _json(view)
         pretty = html.escape(json.dumps(view, indent=2))
         title = html.escape(f"{run.definition.name}: {view['status']}")
+        reason = state.failure_reason(run)
+        why = f"<p><strong>Reason:</strong> {html.escape(reason)}</p>" if reason else ""
         return HTMLResponse(
             f"<!doctype html><html><head><title>{title}</title></head><body>"
-            f"<h1>Coverbase emulator run {html.escape(run.run_id)}</h1><p>{title}</p>"
+            f"<h1>Coverbase emulator run {html.escape(run.run_id)}</h1><p>{title}</p>{why}"
             f"<pre>{pretty}</pre></body></html>"
         )
 
@@ -678,8 +689,8 @@ class EmulatorASGI:
         body: JSON = {"detail": {"code": code, "message": fault.message}}
         headers: list[tuple[bytes, bytes]] = []
         if fault.retry_after is not None:
-            body["retry_after"] = fault.retry_after
-            headers.append((b"retry-after", str(fault.retry_after).encode()))
+            placed = place_retry_after(body, fault.retry_after, self.state.variants.retry_after)
+            headers += [(name.lower().encode(), value.encode()) for name, value in placed.items()]
         if request_id is not None:
             body["request_id"] = request_id
         await _send_raw(send, fault.status, _dumps(body), headers)
@@ -737,6 +748,37 @@ def _log_entry(scope: Scope, body: bytes, status: Any, now: float) -> JSON:
 def create_app(state: EmulatorState) -> EmulatorASGI:
     """The ASGI application to serve for ``state``."""
     return EmulatorASGI(state, build_fastapi(state))
+
+
+CONFLICT_MESSAGE = "A run already exists for this idempotency key. The original response is returned."
+
+
+def conflict_body(shape: str, original: JSON) -> JSON:
+    """A legacy ``409 idempotency_conflict`` replay body carrying ``original`` the way ``shape`` says.
+
+    See :class:`~airflow_provider_coverbase.testing.config.EmulatorConfig` for the shapes.
+    """
+    code = "idempotency_conflict"
+    if shape == "bare":
+        return dict(original)
+    if shape == "flat":
+        return {"code": code, "message": CONFLICT_MESSAGE, "workflow_run_id": original["workflow_run_id"]}
+    if shape == "nested":
+        return {"detail": {"code": code, "message": CONFLICT_MESSAGE, "original_response": original}}
+    if shape == "none":
+        return {"detail": {"code": code, "message": CONFLICT_MESSAGE}}
+    return {"detail": {"code": code, "message": CONFLICT_MESSAGE}, **original}
+
+
+def place_retry_after(body: JSON, seconds: int, placement: str) -> dict[str, str]:
+    """Put ``retry_after`` into an error ``body`` (in place) per ``placement``; return the headers to send."""
+    if placement in ("both", "top_level"):
+        body["retry_after"] = seconds
+    elif placement == "string":
+        body["retry_after"] = str(seconds)
+    elif placement == "detail" and isinstance(body.get("detail"), dict):
+        body["detail"]["retry_after"] = seconds
+    return {"Retry-After": str(seconds)} if placement in ("both", "header") else {}
 
 
 def _not_an_object(payload: Any) -> dict[str, Any]:

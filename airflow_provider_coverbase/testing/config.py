@@ -22,9 +22,15 @@ import yaml
 
 Dialect = Literal["legacy", "current"]
 FinalStatus = Literal["completed", "failed", "cancelled"]
+#: Legacy dialect: how a ``409 idempotency_conflict`` replay carries the original run.
+ConflictShape = Literal["detail", "bare", "flat", "nested", "none"]
+#: Where a 429 puts ``retry_after``.
+RetryAfterPlacement = Literal["both", "header", "top_level", "detail", "string"]
 
 DIALECTS: tuple[Dialect, ...] = ("legacy", "current")
 FINAL_STATUSES: tuple[FinalStatus, ...] = ("completed", "failed", "cancelled")
+CONFLICT_SHAPES: tuple[ConflictShape, ...] = ("detail", "bare", "flat", "nested", "none")
+RETRY_AFTER_PLACEMENTS: tuple[RetryAfterPlacement, ...] = ("both", "header", "top_level", "detail", "string")
 
 #: Test-only keys of the two built-in orgs. Never real credentials.
 DEFAULT_ORG1_KEY = "ak_test_5f0c2a9e8b7d4c1fa3e6b9d2c5f8a1e4"
@@ -143,7 +149,9 @@ class WorkflowDefinition:
     ``final_status`` is reached after the last checkpoint unless ``never_finishes`` is set, in
     which case the run stays running/started forever (the current API's stalled runs). For a
     failed run the last checkpoint is the failing step. ``dispatch_fails`` makes the current
-    dialect answer ``502 workflow_dispatch_failed`` after creating the run.
+    dialect answer ``502 workflow_dispatch_failed`` after creating the run. ``org`` (an org's
+    ``org_id`` or ``name``) makes the workflow belong to that org only: another org's key gets
+    ``404 workflow_not_found`` for it. Without ``org`` every org has the workflow (the built-ins).
     """
 
     name: str
@@ -158,6 +166,7 @@ class WorkflowDefinition:
     never_finishes: bool = False
     enabled: bool = True
     dispatch_fails: bool = False
+    org: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -217,6 +226,7 @@ class WorkflowDefinition:
             "never_finishes",
             "enabled",
             "dispatch_fails",
+            "org",
         }
         name = data.get("name")
         what = f"workflow {name!r}" if name else "a workflow"
@@ -340,7 +350,23 @@ def default_workflows() -> tuple[WorkflowDefinition, ...]:
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """Everything an emulator instance starts from; ``reset()`` returns to this state."""
+    """Everything an emulator instance starts from; ``reset()`` returns to this state.
+
+    Answer variants, for testing a client against every plausible reading of the legacy page
+    (defaults: the emulator's usual answers):
+
+    - ``conflict_shape`` (legacy): how a ``409 idempotency_conflict`` replay carries the original
+      run. ``detail``: the ``detail`` error envelope plus the run's fields at the top level;
+      ``bare``: the original body as it was; ``flat``: ``{"code", "message", "workflow_run_id"}``;
+      ``nested``: the run under ``detail.original_response``; ``none``: no run at all.
+    - ``retry_after``: where a 429 says how long to wait. ``both``: ``Retry-After`` header and a
+      top-level ``retry_after`` number; ``header``: header only; ``top_level``: top-level number
+      only; ``detail``: a number under ``detail`` only; ``string``: a top-level numeric string only.
+    - ``sparse_get_bodies``: ``GET /v1/workflows/runs/{id}`` omits ``workflow_run_id`` and
+      ``workflow_name`` (the legacy page's field list has no ``workflow_run_id``).
+    - ``legacy_v2_endpoints``: the legacy dialect also serves the V2+ endpoints (list runs);
+      otherwise they answer 404 there, as the legacy contract has no such endpoints.
+    """
 
     workflows: tuple[WorkflowDefinition, ...] = field(default_factory=default_workflows)
     orgs: tuple[OrgConfig, ...] = field(default_factory=default_orgs)
@@ -349,6 +375,10 @@ class EmulatorConfig:
     webhook_retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS
     webhook_timeout_seconds: float = 10.0
     request_log_limit: int = 10_000
+    conflict_shape: ConflictShape = "detail"
+    retry_after: RetryAfterPlacement = "both"
+    sparse_get_bodies: bool = False
+    legacy_v2_endpoints: bool = False
 
     def __post_init__(self) -> None:
         if len(self.orgs) < 1:
@@ -358,12 +388,18 @@ class EmulatorConfig:
             raise ConfigError("API keys must be unique")
         if self.speed < 0:
             raise ConfigError("speed must not be negative")
+        check_variants(conflict_shape=self.conflict_shape, retry_after=self.retry_after)
+        org_refs = {o.org_id for o in self.orgs} | {o.name for o in self.orgs if o.name}
+        for workflow in self.workflows:
+            if workflow.org is not None and workflow.org not in org_refs:
+                raise ConfigError(f"workflow {workflow.name!r}: org {workflow.org!r} is no configured org_id or name")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> EmulatorConfig:
         """Build from a mapping with optional keys ``workflows``, ``orgs``, ``include_defaults``,
         ``speed``, ``idempotency_ttl_seconds``, ``webhook_retry_delays``, ``webhook_timeout_seconds``,
-        ``request_log_limit``. Custom workflows are added to the built-in ones unless
+        ``request_log_limit``, ``conflict_shape``, ``retry_after``, ``sparse_get_bodies``,
+        ``legacy_v2_endpoints``. Custom workflows are added to the built-in ones unless
         ``include_defaults`` is false; a custom workflow replaces a built-in of the same name."""
         data = dict(_mapping(raw, "the configuration"))
         _check_keys(data, [f.name for f in fields(cls)] + ["include_defaults"], "the configuration")
@@ -406,6 +442,14 @@ def _within(build: Any, raw: Any, *path: str | int) -> Any:
         raise exc.within(*path) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc), path) from None
+
+
+def check_variants(*, conflict_shape: str | None = None, retry_after: str | None = None) -> None:
+    """Raise :class:`ConfigError` for an unknown answer variant (see :class:`EmulatorConfig`)."""
+    if conflict_shape is not None and conflict_shape not in CONFLICT_SHAPES:
+        raise ConfigError(f"conflict_shape must be one of {CONFLICT_SHAPES}, got {conflict_shape!r}")
+    if retry_after is not None and retry_after not in RETRY_AFTER_PLACEMENTS:
+        raise ConfigError(f"retry_after must be one of {RETRY_AFTER_PLACEMENTS}, got {retry_after!r}")
 
 
 def load_config(path: str | Path) -> EmulatorConfig:

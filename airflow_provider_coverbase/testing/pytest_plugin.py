@@ -4,8 +4,11 @@ Fixtures:
 
 - ``coverbase_emulator``: a legacy-dialect ``CoverbaseEmulator`` with fresh state for each test.
 - ``coverbase_emulator_current``: the same in the current (V2/V3) dialect.
-- ``coverbase_emulator_factory``: ``factory(dialect="legacy", config=None, speed=None)`` starts a
-  dedicated emulator (own config) that is stopped after the test.
+- ``coverbase_emulator_factory``: ``factory(dialect="legacy", config=None, speed=None, **variants)``
+  starts a dedicated emulator (own config) that is stopped after the test. ``variants`` are the
+  answer variants of ``EmulatorConfig`` (``conflict_shape``, ``retry_after``, ``sparse_get_bodies``,
+  ``legacy_v2_endpoints``); on the shared emulators, ``emulator.set_variants(...)`` lasts until the
+  next reset.
 - ``coverbase_conn_env``: the legacy emulator, with ``AIRFLOW_CONN_COVERBASE_DEFAULT`` set for the
   test (for ``dag.test()``-style DAG tests).
 
@@ -219,16 +222,24 @@ def coverbase_emulator_current(
 
 @pytest.fixture
 def coverbase_emulator_factory() -> Iterator[EmulatorFactory]:
-    """Start dedicated emulators: ``factory(dialect="legacy", config=None, speed=None)``."""
+    """Start dedicated emulators: ``factory(dialect="legacy", config=None, speed=None, **variants)``."""
+    import dataclasses
+
+    from airflow_provider_coverbase.testing.config import EmulatorConfig
     from airflow_provider_coverbase.testing.server import CoverbaseEmulator
 
     started: list[CoverbaseEmulator] = []
 
     def factory(
-        dialect: Dialect = "legacy", config: EmulatorConfig | None = None, speed: float | None = None
+        dialect: Dialect = "legacy",
+        config: EmulatorConfig | None = None,
+        speed: float | None = None,
+        **variants: Any,
     ) -> CoverbaseEmulator:
         if speed is None and config is None:
             speed = FIXTURE_SPEED
+        if variants:
+            config = dataclasses.replace(config or EmulatorConfig(), **variants)
         emulator = CoverbaseEmulator(config, dialect, speed=speed).start()
         started.append(emulator)
         return emulator

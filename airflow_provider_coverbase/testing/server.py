@@ -10,6 +10,7 @@ No Airflow imports, no client imports.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import socket
@@ -25,10 +26,13 @@ from airflow_provider_coverbase.testing.app import create_app
 from airflow_provider_coverbase.testing.clock import EmulatorClock
 from airflow_provider_coverbase.testing.config import (
     Checkpoint,
+    ConfigError,
+    ConflictShape,
     Dialect,
     EmulatorConfig,
     FinalStatus,
     Pause,
+    RetryAfterPlacement,
     WorkflowDefinition,
 )
 from airflow_provider_coverbase.testing.state import JSON, EmulatorState, Fault
@@ -95,15 +99,7 @@ class CoverbaseEmulator:
     ) -> None:
         config = config or EmulatorConfig()
         if speed is not None:
-            config = EmulatorConfig(
-                workflows=config.workflows,
-                orgs=config.orgs,
-                speed=speed,
-                idempotency_ttl_seconds=config.idempotency_ttl_seconds,
-                webhook_retry_delays=config.webhook_retry_delays,
-                webhook_timeout_seconds=config.webhook_timeout_seconds,
-                request_log_limit=config.request_log_limit,
-            )
+            config = dataclasses.replace(config, speed=speed)
         self.config = config
         self.dialect: Dialect = dialect
         self.state = EmulatorState(config, dialect, EmulatorClock(config.speed))
@@ -185,6 +181,13 @@ class CoverbaseEmulator:
         return self.config.orgs[0].org_id
 
     @property
+    def other_org_id(self) -> str:
+        """``org_id`` of org 2 (the org of :attr:`other_api_key`)."""
+        if len(self.config.orgs) < 2:
+            raise RuntimeError("the configuration has a single org")
+        return self.config.orgs[1].org_id
+
+    @property
     def conn_uri(self) -> str:
         """The Airflow connection (JSON form) for org 1: the value of ``AIRFLOW_CONN_COVERBASE_DEFAULT``."""
         return connection_value(self.base_url, self.api_key)
@@ -245,6 +248,29 @@ class CoverbaseEmulator:
         with self.state.lock:
             self.state.faults.delay_seconds = seconds
 
+    def set_variants(
+        self,
+        *,
+        conflict_shape: ConflictShape | None = None,
+        retry_after: RetryAfterPlacement | None = None,
+        sparse_get_bodies: bool | None = None,
+        legacy_v2_endpoints: bool | None = None,
+    ) -> None:
+        """Switch answer variants until ``reset()`` (see :class:`EmulatorConfig`); ``None`` keeps one.
+
+        ``conflict_shape``: how a legacy 409 replay carries the run (``detail``, ``bare``, ``flat``,
+        ``nested``, ``none``). ``retry_after``: where a 429 puts its hint (``both``, ``header``,
+        ``top_level``, ``detail``, ``string``). ``sparse_get_bodies``: GET run bodies without
+        ``workflow_run_id``/``workflow_name``. ``legacy_v2_endpoints``: legacy also serves list runs.
+        """
+        changes = {
+            "conflict_shape": conflict_shape,
+            "retry_after": retry_after,
+            "sparse_get_bodies": sparse_get_bodies,
+            "legacy_v2_endpoints": legacy_v2_endpoints,
+        }
+        self.state.set_variants(**{name: value for name, value in changes.items() if value is not None})
+
     def clear_faults(self) -> None:
         with self.state.lock:
             self.state.faults.fail.clear()
@@ -283,8 +309,14 @@ class CoverbaseEmulator:
         dispatch_fails: bool = False,
         failure_message: str = "Workflow step failed.",
         definition_id: str | None = None,
+        org: str | None = None,
     ) -> WorkflowDefinition:
-        """Add (or replace) a workflow definition; checkpoints are ``(name, duration_seconds)``."""
+        """Add (or replace) a workflow definition; checkpoints are ``(name, duration_seconds)``.
+
+        ``org`` (an ``org_id`` or org name) makes it that org's alone; by default every org has it.
+        """
+        if org is not None and not any(org in (o.org_id, o.name) for o in self.config.orgs):
+            raise ConfigError(f"org {org!r} is no configured org_id or name")
         cps: list[Checkpoint] = []
         for item in checkpoints:
             if isinstance(item, Checkpoint):
@@ -306,6 +338,7 @@ class CoverbaseEmulator:
             never_finishes=never_finishes,
             enabled=enabled,
             dispatch_fails=dispatch_fails,
+            org=org,
         )
         self.state.add_workflow(definition)
         return definition
