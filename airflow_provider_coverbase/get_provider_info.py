@@ -30,8 +30,19 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.hooks.coverbase"]}],
         "operators": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.operators.coverbase"]}],
         "sensors": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.sensors.coverbase"]}],
-        "triggers": [{"integration-name": "Coverbase", "python-modules": [f"{_MODULE}.triggers.coverbase"]}],
+        "triggers": [
+            {
+                "integration-name": "Coverbase",
+                "python-modules": [f"{_MODULE}.triggers.coverbase", f"{_MODULE}.triggers.events"],
+            }
+        ],
         "extra-links": [f"{_MODULE}.links.coverbase.CoverbaseWorkflowRunLink"],
+        # The webhook receiver plugin is registered ONLY through the ``airflow.plugins`` entry point
+        # (pyproject.toml), which Airflow always loads. Not under "plugins" here: Airflow 3.3 reads that
+        # key only with lazy_discover_providers=False, and then reports the second registration of the
+        # same plugin as a plugin import error.
+        # ``coverbase://<conn id>/workflows/<name>/...`` assets (see assets.py): checked on creation.
+        "asset-uris": [{"schemes": ["coverbase"], "handler": f"{_MODULE}.assets.sanitize_uri"}],
         "connection-types": [
             {
                 "connection-type": "coverbase",
@@ -88,6 +99,17 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Allow plain http",
                         "description": "Allow an http:// base URL that is not localhost (test setups only).",
                         "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "webhook_secret": {
+                        "label": "Webhook signing secret",
+                        "description": "The secret registered with the Coverbase webhook; deliveries to "
+                        "/coverbase/webhooks/<conn id> are refused without it.",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                    },
+                    "webhook_timestamp_tolerance": {
+                        "label": "Webhook timestamp tolerance (s)",
+                        "description": "How far Coverbase-Timestamp may be from now, either way.",
+                        "schema": {"type": ["number", "null"], "default": 300, "minimum": 1},
                     },
                 },
             }

@@ -151,6 +151,9 @@ class FakeCoverbaseAPI:
         if method == "GET" and parts[1:] == ["v1", "workflows", "runs"]:
             params = request.url.params
             runs = [r for r in self.runs.values() if r.org == org]
+            name = params.get("workflow_name")
+            if self.dialect == "current" and name is not None and name not in self.workflows:
+                return self._error(404, "workflow_not_found", f"Workflow '{name}' not found.")
             if "workflow_name" in params:
                 runs = [r for r in runs if r.name == params["workflow_name"]]
             statuses = params.get_list("status")

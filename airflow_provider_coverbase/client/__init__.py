@@ -15,7 +15,7 @@ from airflow_provider_coverbase.client._config import (
     ClientConfig,
     RetryPolicy,
 )
-from airflow_provider_coverbase.client._core import RunListFilters, check_json_object
+from airflow_provider_coverbase.client._core import RunListFilters, check_json_object, is_missing_list_endpoint
 from airflow_provider_coverbase.client._sync import CoverbaseClient
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "RetryPolicy",
     "RunListFilters",
     "check_json_object",
+    "is_missing_list_endpoint",
 ]

@@ -57,6 +57,7 @@ __all__ = [
     "RunListFilters",
     "check_json_object",
     "encode_path_segment",
+    "is_missing_list_endpoint",
     "same_workflow_name",
 ]
 
@@ -89,6 +90,22 @@ _RUN_HOLDERS = ("workflow_run", "original_response", "run", "data", "detail")
 #: Error-envelope keys, never part of a replayed run.
 _ENVELOPE_KEYS = frozenset({"detail", "error", "code", "message", "request_id", "retry_after"})
 _RUN_ID_IN_TEXT = re.compile(r"\b(cbw[a-z]*r_[0-9A-Za-z]+)\b")
+
+
+#: The list endpoint (current API only).
+LIST_RUNS_PATH = "/v1/workflows/runs"
+
+
+def is_missing_list_endpoint(method: str, path: str, status: int | None, code: str | None) -> bool:
+    """True when an answer to ``GET /v1/workflows/runs`` means the server has no such endpoint.
+
+    The legacy contract has no list endpoint: it answers 404 without the ``workflow_not_found``
+    code the current API gives for an unknown ``workflow_name`` (or 405, since ``POST`` exists on
+    that path there).
+    """
+    if method != "GET" or path != LIST_RUNS_PATH:
+        return False
+    return status == 405 or (status == 404 and code != "workflow_not_found")
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,7 +397,7 @@ class ClientCore:
                 raise CoverbaseConfigError(f"offset must be an integer >= 0, got {offset!r}")
             params.append(("offset", offset))
         return Call(
-            self._request("GET", "/v1/workflows/runs", params=params),
+            self._request("GET", LIST_RUNS_PATH, params=params),
             self._parse_model(WorkflowRunList),
             action="list workflow runs",
             workflow_name=workflow_name,
@@ -478,6 +495,12 @@ class ClientCore:
         said = f": {info.message.rstrip('.')}" if info.message else ""
         code = info.code or ""
         name = call.workflow_name
+        if is_missing_list_endpoint(call.method, call.path, status, code):
+            return (
+                f"Coverbase has no endpoint to {call.action}{said}: GET {LIST_RUNS_PATH} exists only in the "
+                "current API (V2 and later), and this server speaks the legacy contract, which has none. "
+                f"If it should have one, check the base URL ({self.config.base_url}; called {call.request.url})"
+            )
         if status == 401:
             return (
                 f"Coverbase rejected the API key{said}. Check the connection's API key: it is invalid, "

@@ -8,14 +8,16 @@ The connection's fields map to the client like this:
 - **extra** (each one a form field of its own): ``timeout`` and ``connect_timeout`` (seconds),
   ``max_retries``, ``retry_initial_delay`` and ``retry_max_delay`` (backoff seconds),
   ``dashboard_url`` and ``dashboard_run_path`` (where the "Coverbase workflow run" link points),
-  ``allow_insecure_http``. An unknown extra is an error, so a typo cannot pass silently.
+  ``allow_insecure_http``; ``webhook_secret`` and ``webhook_timestamp_tolerance`` for the webhook
+  receiver (see :func:`webhook_settings_from_connection`). An unknown extra is an error, so a typo
+  cannot pass silently.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote, urlsplit
 
@@ -37,11 +39,18 @@ from airflow_provider_coverbase.client import (
 )
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
+from airflow_provider_coverbase.webhooks import DEFAULT_TIMESTAMP_TOLERANCE
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["CoverbaseConnectionSettings", "CoverbaseHook", "settings_from_connection"]
+__all__ = [
+    "CoverbaseConnectionSettings",
+    "CoverbaseHook",
+    "WebhookSettings",
+    "settings_from_connection",
+    "webhook_settings_from_connection",
+]
 
 DEFAULT_MAX_RETRIES = 3
 
@@ -59,6 +68,9 @@ class _Extras(BaseModel):
     dashboard_url: str | None = None
     dashboard_run_path: str = DEFAULT_DASHBOARD_RUN_PATH
     allow_insecure_http: bool = False
+    #: The webhook's signing secret (sensitive name: Airflow masks and redacts it like a password).
+    webhook_secret: str | None = None
+    webhook_timestamp_tolerance: float = Field(default=DEFAULT_TIMESTAMP_TOLERANCE, gt=0)
 
     @field_validator("dashboard_run_path")
     @classmethod
@@ -82,6 +94,14 @@ class CoverbaseConnectionSettings:
         return f"{self.dashboard_url.rstrip('/')}/{path.lstrip('/')}"
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """What the webhook receiver needs from a connection. The secret is kept out of ``repr``."""
+
+    secret: str | None = field(repr=False)
+    timestamp_tolerance: float = DEFAULT_TIMESTAMP_TOLERANCE
+
+
 def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[str, Any]:
     if not extra:
         return {}
@@ -99,6 +119,20 @@ def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[st
     return {k.removeprefix(prefix): v for k, v in loaded.items() if v is not None and v != ""}
 
 
+def _extras(extra: str | Mapping[str, Any] | None, conn_id: str) -> _Extras:
+    try:
+        return _Extras.model_validate(_parse_extra(extra, conn_id))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}" for err in exc.errors())
+        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {problems}") from None
+
+
+def webhook_settings_from_connection(conn_id: str, extra: str | Mapping[str, Any] | None) -> WebhookSettings:
+    """The webhook secret and timestamp tolerance of a connection (no API key needed for these)."""
+    extras = _extras(extra, conn_id)
+    return WebhookSettings(secret=extras.webhook_secret or None, timestamp_tolerance=extras.webhook_timestamp_tolerance)
+
+
 def settings_from_connection(
     conn_id: str,
     *,
@@ -112,11 +146,7 @@ def settings_from_connection(
         raise CoverbaseConfigError(
             f"connection '{conn_id}' has no API key: put the Coverbase 'ak_...' key in its password field"
         )
-    try:
-        extras = _Extras.model_validate(_parse_extra(extra, conn_id))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}" for err in exc.errors())
-        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {problems}") from None
+    extras = _extras(extra, conn_id)
     base_url = (host or "").strip() or DEFAULT_BASE_URL
     if port:
         parts = urlsplit(base_url if "://" in base_url else f"//{base_url}")

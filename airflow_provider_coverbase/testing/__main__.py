@@ -95,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"API key ({org.name or org.org_id}): {org.api_key}" for org in config.orgs[1:]]
     lines += [
         f"export AIRFLOW_CONN_COVERBASE_DEFAULT={shlex.quote(conn)}",
-        f"Admin API: {base_url}/_emulator (faults, clock, requests, reset); workflows: "
-        + ", ".join(sorted(w.name for w in config.workflows)),
+        f"Admin API: {base_url}/_emulator (faults, clock, requests, reset, webhooks: redeliver, signing, "
+        "hold, release); workflows: " + ", ".join(sorted(w.name for w in config.workflows)),
     ]
     print("\n".join(lines), flush=True)
     with contextlib.suppress(KeyboardInterrupt):

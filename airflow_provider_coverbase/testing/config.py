@@ -40,6 +40,24 @@ DEFAULT_ORG2_KEY = "ak_test_9d3b7e1a4c6f8b2d5e0a3c7f1b4d8e6a"
 DEFAULT_WEBHOOK_RETRY_DELAYS: tuple[float, ...] = (4.0, 16.0, 64.0, 240.0, 240.0)
 
 
+def legacy_retry_delays(first: float = 10.0, cap: float = 7200.0, window: float = 24 * 3600.0) -> tuple[float, ...]:
+    """The legacy rule, "exponential backoff for 24 hours", as waits in emulated seconds.
+
+    The page gives no numbers: waits double from ``first`` up to ``cap`` and stop once they add up
+    to ``window`` (10 s, 20 s, ... 2 h: 21 retries over about 24 h with the defaults).
+    """
+    delays: list[float] = []
+    wait = first
+    while sum(delays) < window:
+        delays.append(min(wait, cap))
+        wait *= 2
+    return tuple(delays)
+
+
+#: Legacy (V0) webhook retry schedule, in emulated seconds.
+LEGACY_WEBHOOK_RETRY_DELAYS: tuple[float, ...] = legacy_retry_delays()
+
+
 #: A place in a configuration: keys and list indexes from the top, e.g. ``("workflows", 0, "checkpoints", 1)``.
 ConfigPath = tuple[str | int, ...]
 
@@ -372,7 +390,10 @@ class EmulatorConfig:
     orgs: tuple[OrgConfig, ...] = field(default_factory=default_orgs)
     speed: float = 1.0
     idempotency_ttl_seconds: float = 24 * 3600.0
+    #: Waits between delivery attempts in the current dialect (V3: 6 attempts in all).
     webhook_retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS
+    #: Waits between delivery attempts in the legacy dialect (exponential backoff for 24 hours).
+    legacy_webhook_retry_delays: tuple[float, ...] = LEGACY_WEBHOOK_RETRY_DELAYS
     webhook_timeout_seconds: float = 10.0
     request_log_limit: int = 10_000
     conflict_shape: ConflictShape = "detail"
@@ -397,9 +418,9 @@ class EmulatorConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> EmulatorConfig:
         """Build from a mapping with optional keys ``workflows``, ``orgs``, ``include_defaults``,
-        ``speed``, ``idempotency_ttl_seconds``, ``webhook_retry_delays``, ``webhook_timeout_seconds``,
-        ``request_log_limit``, ``conflict_shape``, ``retry_after``, ``sparse_get_bodies``,
-        ``legacy_v2_endpoints``. Custom workflows are added to the built-in ones unless
+        ``speed``, ``idempotency_ttl_seconds``, ``webhook_retry_delays``, ``legacy_webhook_retry_delays``,
+        ``webhook_timeout_seconds``, ``request_log_limit``, ``conflict_shape``, ``retry_after``,
+        ``sparse_get_bodies``, ``legacy_v2_endpoints``. Custom workflows are added to the built-in ones unless
         ``include_defaults`` is false; a custom workflow replaces a built-in of the same name."""
         data = dict(_mapping(raw, "the configuration"))
         _check_keys(data, [f.name for f in fields(cls)] + ["include_defaults"], "the configuration")
@@ -417,11 +438,10 @@ class EmulatorConfig:
             if orgs_raw
             else default_orgs()
         )
-        if "webhook_retry_delays" in data:
-            delays = _sequence(data["webhook_retry_delays"], "webhook_retry_delays")
-            data["webhook_retry_delays"] = tuple(
-                _number({"webhook_retry_delays": x}, "webhook_retry_delays", 0.0) for x in delays
-            )
+        for name in ("webhook_retry_delays", "legacy_webhook_retry_delays"):
+            if name in data:
+                delays = _sequence(data[name], name)
+                data[name] = tuple(_number({name: x}, name, 0.0) for x in delays)
         _check_numbers(cls, data)
         return cls(workflows=workflows, orgs=orgs, **data)
 

@@ -12,6 +12,10 @@ Fixtures:
 - ``coverbase_conn_env``: the legacy emulator, with ``AIRFLOW_CONN_COVERBASE_DEFAULT`` set for the
   test (for ``dag.test()``-style DAG tests).
 
+Webhook test controls are methods of the emulator a fixture returns: ``webhook_events``,
+``redeliver(event_id, signature=...)``, ``sign_next_deliveries(...)``, ``hold_deliveries()`` and
+``release_deliveries(order)``, next to ``webhook_deliveries``.
+
 The shared emulators are started once per session on free loopback ports and ``reset()`` between
 tests. At the default ``FIXTURE_SPEED`` the built-in workflows finish within about 0.2 s.
 

@@ -378,9 +378,58 @@ class CoverbaseEmulator:
     @property
     def webhook_deliveries(self) -> list[JSON]:
         """Every delivery attempt (webhook_id, event_id, event_type, attempt, status, response_status,
-        payload), oldest first."""
+        payload, and ``signature``: ``valid``, ``none`` or ``secret`` as sent), oldest first."""
         with self.state.lock:
             return list(self.state.deliveries)
+
+    # ------------------------------------------------------------------ webhook test controls
+
+    def _admin(self, method: str, path: str, body: JSON | None = None) -> Any:
+        """Call the ``/_emulator`` admin API (for controls that must run on the server's loop)."""
+        import httpx
+
+        with httpx.Client(base_url=self.base_url, trust_env=False, timeout=30) as client:
+            response = client.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise RuntimeError(f"emulator admin {method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    @property
+    def webhook_events(self) -> list[JSON]:
+        """Every event raised for a subscription: event_id, event_type, webhook_id, workflow_run_id, data."""
+        return list(self._admin("GET", "/_emulator/webhooks/events")["data"])
+
+    def redeliver(self, event_id: str, *, signature: str = "valid", secret: str | None = None) -> JSON:
+        """Send a raised event again, once, now, and return the attempt (Coverbase delivers at least once).
+
+        ``signature``: ``"valid"``, ``"none"`` (no ``Coverbase-Signature`` header) or ``"secret"``
+        (signed with ``secret`` instead of the subscription's)."""
+        body: JSON = {"event_id": event_id, "signature": signature}
+        if secret is not None:
+            body["secret"] = secret
+        return dict(self._admin("POST", "/_emulator/webhooks/redeliver", body))
+
+    def sign_next_deliveries(self, count: int = 1, *, signature: str = "none", secret: str | None = None) -> None:
+        """Send the next ``count`` delivery attempts unsigned (``"none"``) or signed with ``secret``."""
+        body: JSON = {"count": count, "signature": signature}
+        if secret is not None:
+            body["secret"] = secret
+        self._admin("POST", "/_emulator/webhooks/signing", body)
+
+    def hold_deliveries(self) -> None:
+        """Keep due deliveries back until :meth:`release_deliveries` (to deliver out of order)."""
+        self._admin("POST", "/_emulator/webhooks/hold")
+
+    @property
+    def held_deliveries(self) -> list[JSON]:
+        return list(self._admin("GET", "/_emulator/webhooks/held")["data"])
+
+    def release_deliveries(self, order: str | list[str] = "reverse") -> list[JSON]:
+        """Deliver the held events one after the other: ``"reverse"``, ``"fifo"`` or a list of event IDs.
+
+        Returns the released events in the order they were sent (first attempts are made before this
+        returns; retries go on in the background)."""
+        return list(self._admin("POST", "/_emulator/webhooks/release", {"order": order})["data"])
 
     def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
         """Block until ``predicate()`` is truthy (real time), or raise ``TimeoutError``."""

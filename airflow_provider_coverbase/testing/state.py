@@ -197,6 +197,27 @@ class DeliveryJob:
     event_type: str
     run_id: str | None
     data: JSON
+    #: A test delivery (``POST /v1/webhooks/{id}/test``): never retried.
+    test: bool = False
+
+
+@dataclass(slots=True)
+class SigningOverride:
+    """How the next ``remaining`` delivery attempts are signed: ``none`` (no header) or ``secret``."""
+
+    remaining: int
+    mode: str
+    secret: str | None = None
+
+
+@dataclass(slots=True)
+class WebhookControls:
+    """Test controls of outbound deliveries (see the ``/_emulator/webhooks/*`` routes)."""
+
+    #: While true, due deliveries wait in ``held`` instead of being sent.
+    hold: bool = False
+    held: list[DeliveryJob] = field(default_factory=list)
+    signing: list[SigningOverride] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -259,6 +280,9 @@ class EmulatorState:
         self.request_log: deque[JSON] = deque(maxlen=config.request_log_limit)
         self.subscriptions: dict[str, Subscription] = {}
         self.deliveries: list[JSON] = []
+        #: Every event raised for a subscription, by ``event_id`` (for redelivery).
+        self.events: dict[str, DeliveryJob] = {}
+        self.webhook_controls = WebhookControls()
         self._event_runs: dict[str, Run] = {}
         self.reset()
 
@@ -279,6 +303,8 @@ class EmulatorState:
             self.request_log.clear()
             self.subscriptions.clear()
             self.deliveries.clear()
+            self.events.clear()
+            self.webhook_controls = WebhookControls()
             self._event_runs.clear()
             if self.clock.speed != self.config.speed:
                 self.clock.set_speed(self.config.speed)
@@ -680,6 +706,45 @@ class EmulatorState:
                     finished.append(run.run_id)
             for run_id in finished:
                 del self._event_runs[run_id]
+            for job in jobs:
+                self.events[job.event_id] = job
+            if self.webhook_controls.hold:
+                self.webhook_controls.held.extend(jobs)
+                return []
+            return jobs
+
+    def take_signing(self) -> SigningOverride | None:
+        """The signing override for the next delivery attempt, if one is armed."""
+        with self.lock:
+            for override in self.webhook_controls.signing:
+                override.remaining -= 1
+                if override.remaining <= 0:
+                    self.webhook_controls.signing.remove(override)
+                return override
+            return None
+
+    def release_held(self, order: str | list[str] = "fifo") -> list[DeliveryJob]:
+        """Stop holding deliveries; the held ones in ``order`` (``fifo``, ``reverse`` or event IDs).
+
+        Held deliveries not named in an explicit list stay held for a later release.
+        """
+        with self.lock:
+            controls = self.webhook_controls
+            if order == "fifo":
+                jobs = list(controls.held)
+            elif order == "reverse":
+                jobs = controls.held[::-1]
+            elif isinstance(order, list):
+                by_id = {job.event_id: job for job in controls.held}
+                unknown = [event_id for event_id in order if event_id not in by_id]
+                if unknown:
+                    raise KeyError(f"not held: {', '.join(unknown)}")
+                jobs = [by_id[event_id] for event_id in order]
+            else:
+                raise ValueError(f"order must be 'fifo', 'reverse' or a list of event IDs, got {order!r}")
+            released = {job.event_id for job in jobs}
+            controls.held = [job for job in controls.held if job.event_id not in released]
+            controls.hold = bool(controls.held)
             return jobs
 
     def record_delivery(self, record: JSON) -> None:

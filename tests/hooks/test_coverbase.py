@@ -135,3 +135,24 @@ def test_uri_form_of_the_connection(monkeypatch: pytest.MonkeyPatch, fake: FakeC
     assert settings.client.retry.max_attempts == 2
     assert hook.check_auth() == "Auth successful"
     hook.close()
+
+
+def test_webhook_settings_need_no_api_key_and_hide_the_secret() -> None:
+    from airflow_provider_coverbase.hooks.coverbase import webhook_settings_from_connection
+
+    settings = webhook_settings_from_connection("c", {"webhook_secret": "whsec_hidden_0123456789"})
+    assert settings.secret == "whsec_hidden_0123456789"
+    assert settings.timestamp_tolerance == 300
+    assert "whsec_hidden" not in repr(settings)
+    assert webhook_settings_from_connection("c", None).secret is None
+    assert webhook_settings_from_connection("c", '{"webhook_secret": ""}').secret is None
+    assert webhook_settings_from_connection("c", {"webhook_timestamp_tolerance": 60}).timestamp_tolerance == 60
+
+
+def test_webhook_settings_check_the_extras() -> None:
+    from airflow_provider_coverbase.hooks.coverbase import webhook_settings_from_connection
+
+    with pytest.raises(CoverbaseConfigError, match="webhook_timestamp_tolerance"):
+        webhook_settings_from_connection("c", {"webhook_timestamp_tolerance": 0})
+    with pytest.raises(CoverbaseConfigError, match="webhook_secert"):
+        webhook_settings_from_connection("c", {"webhook_secert": "typo"})
