@@ -26,16 +26,19 @@ these assets, with the extra built by :func:`asset_event_extra`.
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import datetime
 from typing import Any
 from urllib.parse import SplitResult, quote
 
 from airflow.sdk import Asset
 
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError
-from airflow_provider_coverbase.webhooks import CoverbaseWebhookEvent
+from airflow_provider_coverbase.webhooks import (
+    EXTRA_KEYS,
+    MAX_OUTPUT_BYTES,
+    CoverbaseWebhookEvent,
+    asset_event_extra,
+)
 
 __all__ = [
     "ASSET_GROUP",
@@ -52,20 +55,6 @@ __all__ = [
 
 SCHEME = "coverbase"
 ASSET_GROUP = "coverbase"
-#: The workflow output is kept in the asset event's extra only up to this many bytes of JSON.
-MAX_OUTPUT_BYTES = 16 * 1024
-#: The keys of every asset event's extra, whichever path (webhook or poll) produced it.
-EXTRA_KEYS = (
-    "event_id",
-    "event_type",
-    "workflow_run_id",
-    "workflow_name",
-    "status",
-    "checkpoint",
-    "occurred_at",
-    "output",
-    "output_truncated",
-)
 
 _PATH = re.compile(r"^/workflows/([^/]+)/(completed|failed|checkpoints/([^/]+))$")
 
@@ -138,44 +127,6 @@ def asset_for_event(event: CoverbaseWebhookEvent, conn_id: str, workflow_name: s
     if event.kind == "checkpoint":
         return coverbase_workflow_asset(name, checkpoint=event.checkpoint, conn_id=conn_id)
     return coverbase_workflow_asset(name, failed=event.kind == "failed", conn_id=conn_id)
-
-
-def asset_event_extra(
-    *,
-    event_id: str,
-    event_type: str,
-    workflow_run_id: str | None,
-    workflow_name: str | None,
-    status: str | None,
-    checkpoint: str | None = None,
-    occurred_at: datetime | None = None,
-    output: Any = None,
-) -> dict[str, Any]:
-    """The asset event's ``extra``: the keys of :data:`EXTRA_KEYS`, JSON values only.
-
-    ``occurred_at`` becomes an ISO-8601 string. ``output`` is kept when its JSON is at most
-    :data:`MAX_OUTPUT_BYTES`; otherwise it is ``None`` and ``output_truncated`` is true (read the
-    whole output from the API with the ``workflow_run_id``).
-    """
-    truncated = False
-    if output is not None:
-        try:
-            size = len(json.dumps(output, separators=(",", ":"), ensure_ascii=False).encode())
-        except (TypeError, ValueError):
-            size = MAX_OUTPUT_BYTES + 1  # not JSON: cannot be stored
-        if size > MAX_OUTPUT_BYTES:
-            output, truncated = None, True
-    return {
-        "event_id": event_id,
-        "event_type": event_type,
-        "workflow_run_id": workflow_run_id,
-        "workflow_name": workflow_name,
-        "status": status,
-        "checkpoint": checkpoint,
-        "occurred_at": occurred_at.isoformat() if occurred_at is not None else None,
-        "output": output,
-        "output_truncated": truncated,
-    }
 
 
 def extra_for_event(

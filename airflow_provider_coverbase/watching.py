@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow_provider_coverbase.models import TERMINAL_STATUSES, WorkflowRun, WorkflowRunStatus
+from airflow_provider_coverbase.webhooks import asset_event_extra
 
 __all__ = [
     "API_STATUS",
@@ -161,17 +162,17 @@ def event_payload(run: WorkflowRun) -> dict[str, Any]:
 
     ``event_id`` is synthesised and stable (``poll:<run id>:<status>``), so the same run always
     yields the same ID; ``checkpoint`` is ``None`` (a poll sees no checkpoints); ``occurred_at`` is
-    the run's ``completed_at`` in Unix seconds, as Coverbase sends timestamps; ``output`` is the
-    run's output, which the current API never returns (``None``).
+    the run's ``completed_at``, written as ISO-8601 like the receiver's; ``output`` is the run's
+    output, which the current API never returns (``None``). Built by
+    :func:`~airflow_provider_coverbase.webhooks.asset_event_extra`, as the receiver's extra is.
     """
     status = run.status
-    return {
-        "event_id": f"poll:{run.workflow_run_id}:{status.value}",
-        "event_type": EVENT_TYPE[status],
-        "workflow_run_id": run.workflow_run_id,
-        "workflow_name": run.workflow_name,
-        "status": status.value,
-        "checkpoint": None,
-        "occurred_at": finished_at(run),
-        "output": run.output,
-    }
+    return asset_event_extra(
+        event_id=f"poll:{run.workflow_run_id}:{status.value}",
+        event_type=EVENT_TYPE[status],
+        workflow_run_id=run.workflow_run_id,
+        workflow_name=run.workflow_name,
+        status=status.value,
+        occurred_at=datetime.fromtimestamp(finished_at(run), UTC),
+        output=run.output,
+    )

@@ -44,7 +44,9 @@ from airflow_provider_coverbase.exceptions import CoverbaseError
 
 __all__ = [
     "DEFAULT_TIMESTAMP_TOLERANCE",
+    "EXTRA_KEYS",
     "MAX_BODY_BYTES",
+    "MAX_OUTPUT_BYTES",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "CoverbaseWebhookEvent",
@@ -54,6 +56,7 @@ __all__ = [
     "WebhookMalformedError",
     "WebhookSignatureError",
     "WebhookStaleError",
+    "asset_event_extra",
     "check_body_size",
     "parse_event",
     "receive",
@@ -315,3 +318,59 @@ def receive(
     if timestamp is not None and sent is not None and abs(float(timestamp.strip()) - sent.timestamp()) >= 1:
         raise WebhookStaleError(f"the {TIMESTAMP_HEADER} header differs from the signed 'occurred_at'")
     return event
+
+
+# ---- what an event says, as an Airflow asset event's extra (built here, free of Airflow) ----
+
+#: The workflow output is kept in the asset event's extra only up to this many bytes of JSON.
+MAX_OUTPUT_BYTES = 16 * 1024
+#: The keys of every asset event's extra, whichever path (webhook receiver or pull-path watcher) produced it.
+EXTRA_KEYS = (
+    "event_id",
+    "event_type",
+    "workflow_run_id",
+    "workflow_name",
+    "status",
+    "checkpoint",
+    "occurred_at",
+    "output",
+    "output_truncated",
+)
+
+
+def asset_event_extra(
+    *,
+    event_id: str,
+    event_type: str,
+    workflow_run_id: str | None,
+    workflow_name: str | None,
+    status: str | None,
+    checkpoint: str | None = None,
+    occurred_at: datetime | None = None,
+    output: Any = None,
+) -> dict[str, Any]:
+    """The asset event's ``extra``: the keys of :data:`EXTRA_KEYS`, JSON values only.
+
+    ``occurred_at`` becomes an ISO-8601 string. ``output`` is kept when its JSON is at most
+    :data:`MAX_OUTPUT_BYTES`; otherwise it is ``None`` and ``output_truncated`` is true (read the
+    whole output from the API with the ``workflow_run_id``).
+    """
+    truncated = False
+    if output is not None:
+        try:
+            size = len(json.dumps(output, separators=(",", ":"), ensure_ascii=False).encode())
+        except (TypeError, ValueError):
+            size = MAX_OUTPUT_BYTES + 1  # not JSON: cannot be stored
+        if size > MAX_OUTPUT_BYTES:
+            output, truncated = None, True
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "workflow_run_id": workflow_run_id,
+        "workflow_name": workflow_name,
+        "status": status,
+        "checkpoint": checkpoint,
+        "occurred_at": occurred_at.isoformat() if occurred_at is not None else None,
+        "output": output,
+        "output_truncated": truncated,
+    }

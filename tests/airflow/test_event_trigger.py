@@ -206,8 +206,9 @@ def test_event_payload_has_the_receiver_keys() -> None:
         "workflow_name": WORKFLOW,
         "status": "cancelled",
         "checkpoint": None,
-        "occurred_at": T0,
+        "occurred_at": datetime.fromtimestamp(T0, UTC).isoformat(),
         "output": None,
+        "output_truncated": False,
     }
 
 
@@ -236,8 +237,9 @@ async def test_emits_runs_finished_after_the_watch_began_once(fake: FakeCoverbas
             "workflow_name": WORKFLOW,
             "status": "completed",
             "checkpoint": None,
-            "occurred_at": T0 + 60,
+            "occurred_at": datetime.fromtimestamp(T0 + 60, UTC).isoformat(),
             "output": None,
+            "output_truncated": False,
         }
     ]
     query = next(r for r in fake.requests if r.url.path == "/v1/workflows/runs").url.params

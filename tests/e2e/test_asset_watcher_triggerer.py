@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +209,9 @@ def test_a_restarted_triggerer_emits_each_finished_run_once(airflow: tuple[Airfl
         "checkpoint": None,
         "occurred_at": failure["payload"]["occurred_at"],
         "output": None,
+        "output_truncated": False,
     }
+    datetime.fromisoformat(failure["payload"]["occurred_at"])  # ISO-8601, as the webhook receiver writes it
     # Both watchers shared one poll of the connection; each checked its workflow once per start.
     checks = [r for r in emulator.requests if dict(r["query"]).get("workflow_name") == WORKFLOW]
     assert len(checks) == 4

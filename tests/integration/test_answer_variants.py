@@ -157,7 +157,7 @@ async def test_another_orgs_workflow_is_not_found(make_api: MakeApi, emulator: C
 
 async def test_listing_runs_on_the_legacy_dialect(legacy_api: Api, legacy_emulator: CoverbaseEmulator) -> None:
     await legacy_api("run_workflow", "adhoc-campaign")
-    with pytest.raises(NotFoundError, match="Listing runs exists only in Coverbase's current API"):
+    with pytest.raises(NotFoundError, match=r"exists only in the current API \(V2 and later\).*legacy contract"):
         await legacy_api("list_workflow_runs")
     legacy_emulator.set_variants(legacy_v2_endpoints=True)
     assert (await legacy_api("list_workflow_runs")).total == 1
