@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench clean
+.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 ## make test: lint, format check, the async client in sync with the sync one, mypy --strict, pytest.
@@ -31,7 +31,7 @@ $(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml
 	rm -rf $(AF32_VENV)
 	$(PYTHON) -m venv $(AF32_VENV)
 	$(AF32_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e . apache-airflow pytest pytest-asyncio
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio
 	touch $(AF32_STAMP)
 
 test-airflow-3.2: $(AF32_STAMP)
@@ -61,6 +61,13 @@ emulator: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_load.py
 
+## make dist-check: build the sdist and the wheel (isolated build), twine check, check their contents.
+dist-check: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py dist
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -72,4 +79,4 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not e2e"
 
 clean:
-	rm -rf $(VENV) $(AF32_VENV) .mypy_cache .ruff_cache .airflow-home .demo
+	rm -rf $(VENV) $(AF32_VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,8 +39,8 @@ def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
     for line in process.stdout:
         if line.startswith("Base URL: "):
             base_url = line.split(": ", 1)[1].strip()
-        if line.startswith("AIRFLOW_CONN_COVERBASE_DEFAULT="):
-            conn = line.split("=", 1)[1].strip().strip("'")
+        if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="):
+            conn = shlex.split(line.removeprefix("export "))[0].split("=", 1)[1]
             break
     if not base_url or not conn:
         process.kill()

@@ -33,6 +33,7 @@ from airflow_provider_coverbase.exceptions import (
 )
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import (
+    RUN_URL_ATTRIBUTE,
     XCOM_WORKFLOW_RUN_ID,
     XCOM_WORKFLOW_RUN_URL,
     CoverbaseWorkflowRunLink,
@@ -116,6 +117,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
     template_fields_renderers = {"input": "json"}
     operator_extra_links = (CoverbaseWorkflowRunLink(),)
     ui_color = "#dfe9ff"
+    #: The run URL this process published (see ``links.coverbase.RUN_URL_ATTRIBUTE``).
+    coverbase_run_url: str | None = ""
 
     def __init__(
         self,
@@ -273,6 +276,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             with _as_airflow_errors():
                 run = self._start_or_reattach(hook, run_input, context)
                 url = hook.dashboard_run_url(run.workflow_run_id)
+                setattr(self, RUN_URL_ATTRIBUTE, url)
                 ti = context["ti"]
                 ti.xcom_push(key=XCOM_WORKFLOW_RUN_ID, value=run.workflow_run_id)
                 ti.xcom_push(key=XCOM_WORKFLOW_RUN_URL, value=url)
@@ -352,6 +356,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
 
         Only the event is used: ``dag.test()`` drops the kwargs passed to ``defer()``.
         """
+        setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
         if parsed.status == "completed" and parsed.run is not None:
             self.log.info(

@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
-from airflow_provider_coverbase.links.coverbase import CoverbaseWorkflowRunLink
+from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.tracking import outcome_error, progress_lines
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 
@@ -39,6 +39,8 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("workflow_run_id",)
     operator_extra_links = (CoverbaseWorkflowRunLink(),)
     ui_color = "#dfe9ff"
+    #: The run URL this process published (see ``links.coverbase.RUN_URL_ATTRIBUTE``).
+    coverbase_run_url: str | None = ""
 
     def __init__(
         self,
@@ -54,6 +56,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def _publish_link(self, context: Context, url: str) -> None:
+        setattr(self, RUN_URL_ATTRIBUTE, url)
         ti = context["ti"]
         ti.xcom_push(key="workflow_run_url", value=url)
         ti.xcom_push(key=CoverbaseWorkflowRunLink().xcom_key, value=url)
@@ -108,6 +111,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the run's JSON on ``completed``, a clear failure otherwise."""
+        setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
         if parsed.status == "completed":
             self.log.info("%s", parsed.message)

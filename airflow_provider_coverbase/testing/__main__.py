@@ -1,7 +1,8 @@
 """``coverbase-emulator`` / ``python -m airflow_provider_coverbase.testing``: serve the emulator.
 
-Prints the base URL, the API keys and the ``AIRFLOW_CONN_COVERBASE_DEFAULT`` value, then serves
-until interrupted. No Airflow imports, no client imports.
+Prints the base URL, the API keys and an ``export AIRFLOW_CONN_COVERBASE_DEFAULT=...`` line to paste
+into a shell, then serves until interrupted. A config error is one line naming the file, the line and
+what is wrong (exit code 2), not a traceback. No Airflow imports, no client imports.
 """
 
 from __future__ import annotations
@@ -63,18 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve until interrupted. A bad config or an unusable address is one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
-    config = load_config(args.config) if args.config else EmulatorConfig()
-    chosen = {
-        "conflict_shape": args.conflict_shape,
-        "retry_after": args.retry_after,
-        "sparse_get_bodies": args.sparse_get_bodies,
-        "legacy_v2_endpoints": args.legacy_v2_endpoints,
-    }
-    config = dataclasses.replace(config, **{name: value for name, value in chosen.items() if value is not None})
-    speed = config.speed if args.speed is None else args.speed
-    state = EmulatorState(config, args.dialect, EmulatorClock(speed))
-    sock = bind_socket(args.host, args.port)
+    try:
+        config = load_config(args.config) if args.config else EmulatorConfig()
+        chosen = {
+            "conflict_shape": args.conflict_shape,
+            "retry_after": args.retry_after,
+            "sparse_get_bodies": args.sparse_get_bodies,
+            "legacy_v2_endpoints": args.legacy_v2_endpoints,
+        }
+        config = dataclasses.replace(config, **{name: value for name, value in chosen.items() if value is not None})
+        speed = config.speed if args.speed is None else args.speed
+        state = EmulatorState(config, args.dialect, EmulatorClock(speed))
+    except ValueError as exc:  # ConfigError, or a negative --speed
+        print(f"coverbase-emulator: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"coverbase-emulator: error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
     base_url = url_for(sock)
     conn = connection_value(base_url, config.orgs[0].api_key)
     lines = [
@@ -84,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"API key ({org.name or org.org_id}): {org.api_key}" for org in config.orgs[1:]]
     lines += [
-        f"AIRFLOW_CONN_COVERBASE_DEFAULT={shlex.quote(conn)}",
+        f"export AIRFLOW_CONN_COVERBASE_DEFAULT={shlex.quote(conn)}",
         f"Admin API: {base_url}/_emulator (faults, clock, requests, reset, webhooks: redeliver, signing, "
         "hold, release); workflows: " + ", ".join(sorted(w.name for w in config.workflows)),
     ]

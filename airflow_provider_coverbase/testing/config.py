@@ -13,7 +13,7 @@ import bisect
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -58,8 +58,55 @@ def legacy_retry_delays(first: float = 10.0, cap: float = 7200.0, window: float 
 LEGACY_WEBHOOK_RETRY_DELAYS: tuple[float, ...] = legacy_retry_delays()
 
 
+#: A place in a configuration: keys and list indexes from the top, e.g. ``("workflows", 0, "checkpoints", 1)``.
+ConfigPath = tuple[str | int, ...]
+
+
 class ConfigError(ValueError):
-    """The emulator configuration is malformed."""
+    """The emulator configuration is malformed.
+
+    ``path`` says where (keys and list indexes from the top), so :func:`load_config` can name the
+    line of the file; ``message`` is what is wrong.
+    """
+
+    def __init__(self, message: str, path: ConfigPath = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+    def within(self, *prefix: str | int) -> ConfigError:
+        """The same error, one level down: ``prefix`` is where the failing part sits."""
+        return ConfigError(self.message, (*prefix, *self.path))
+
+
+def _check_keys(raw: Mapping[str, Any], known: Sequence[str], what: str) -> None:
+    """Reject keys a part of the config does not have (a typo would otherwise be ignored silently)."""
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"unknown key {key!r} in {what} (valid: {', '.join(sorted(known))})", (key,))
+
+
+def _mapping(raw: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{what} must be a mapping, got {raw!r}")
+    return raw
+
+
+def _number(raw: Mapping[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key} must be a number, got {value!r}", (key,))
+    return float(value)
+
+
+def _check_numbers(cls: Any, raw: Mapping[str, Any]) -> None:
+    """Values of the dataclass's number fields (``float``, ``int``, optionally ``None``) must be numbers."""
+    for f in fields(cls):
+        kind = str(f.type)
+        if f.name in raw and kind.split(" | ")[0] in ("float", "int"):
+            if raw[f.name] is None and "None" in kind:
+                continue
+            _number(raw, f.name, 0.0)
 
 
 def _digest(*parts: str) -> str:
@@ -74,6 +121,17 @@ class Checkpoint:
     duration_seconds: float = 1.0
     action_type: str = "custom"
 
+    @classmethod
+    def from_config(cls, raw: Any, workflow: str) -> Checkpoint:
+        """A checkpoint from its config form: a name, or ``{name, duration_seconds, action_type}``."""
+        if isinstance(raw, str):
+            return cls(raw)
+        item = _mapping(raw, f"a checkpoint of {workflow}")
+        _check_keys(item, [f.name for f in fields(cls)], f"a checkpoint of {workflow}")
+        if not isinstance(item.get("name"), str) or not item["name"]:
+            raise ConfigError(f"a checkpoint of {workflow} needs a name")
+        return cls(item["name"], _number(item, "duration_seconds", 1.0), str(item.get("action_type", "custom")))
+
 
 @dataclass(frozen=True)
 class Pause:
@@ -81,6 +139,15 @@ class Pause:
 
     after_checkpoint: str
     seconds: float
+
+    @classmethod
+    def from_config(cls, raw: Any, workflow: str) -> Pause:
+        """A pause from its config form ``{after_checkpoint, seconds}``."""
+        item = _mapping(raw, f"the pause of {workflow}")
+        _check_keys(item, ["after_checkpoint", "seconds"], f"the pause of {workflow}")
+        if "after_checkpoint" not in item or "seconds" not in item:
+            raise ConfigError(f"the pause of {workflow} needs after_checkpoint and seconds")
+        return cls(str(item["after_checkpoint"]), _number(item, "seconds", 0.0))
 
 
 @dataclass(frozen=True)
@@ -163,7 +230,7 @@ class WorkflowDefinition:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> WorkflowDefinition:
         """Build a definition from its YAML/JSON form (see the module docstring for keys)."""
-        data = dict(raw)
+        data = dict(_mapping(raw, "a workflow"))
         known = {
             "name",
             "checkpoints",
@@ -179,33 +246,24 @@ class WorkflowDefinition:
             "dispatch_fails",
             "org",
         }
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown workflow keys: {sorted(unknown)}")
+        name = data.get("name")
+        what = f"workflow {name!r}" if name else "a workflow"
+        _check_keys(data, sorted(known), what)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{what} needs a non-empty name")
         checkpoints: list[Checkpoint] = []
-        for item in data.pop("checkpoints", None) or []:
-            if isinstance(item, str):
-                checkpoints.append(Checkpoint(item))
-            elif isinstance(item, Mapping):
-                checkpoints.append(
-                    Checkpoint(
-                        name=str(item["name"]),
-                        duration_seconds=float(item.get("duration_seconds", 1.0)),
-                        action_type=str(item.get("action_type", "custom")),
-                    )
-                )
-            else:
-                raise ConfigError(f"bad checkpoint entry: {item!r}")
+        for index, item in enumerate(data.pop("checkpoints", None) or []):
+            try:
+                checkpoints.append(Checkpoint.from_config(item, what))
+            except ConfigError as exc:
+                raise exc.within("checkpoints", index) from None
         pause_raw = data.pop("pause", None)
-        pause = (
-            Pause(str(pause_raw["after_checkpoint"]), float(pause_raw["seconds"]))
-            if isinstance(pause_raw, Mapping)
-            else None
-        )
         try:
-            return cls(checkpoints=tuple(checkpoints), pause=pause, **data)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from exc
+            pause = Pause.from_config(pause_raw, what) if pause_raw is not None else None
+        except ConfigError as exc:
+            raise exc.within("pause") from None
+        _check_numbers(cls, data)
+        return cls(checkpoints=tuple(checkpoints), pause=pause, **data)
 
 
 @dataclass(frozen=True)
@@ -225,10 +283,13 @@ class OrgConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> OrgConfig:
-        try:
-            return cls(**dict(raw))
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from exc
+        data = _mapping(raw, "an org")
+        _check_keys(data, [f.name for f in fields(cls)], "an org")
+        missing = [key for key in ("org_id", "api_key") if key not in data]
+        if missing:
+            raise ConfigError(f"an org needs {' and '.join(missing)}")
+        _check_numbers(cls, data)
+        return cls(**dict(data))
 
 
 def default_orgs() -> tuple[OrgConfig, ...]:
@@ -361,22 +422,46 @@ class EmulatorConfig:
         ``webhook_timeout_seconds``, ``request_log_limit``, ``conflict_shape``, ``retry_after``,
         ``sparse_get_bodies``, ``legacy_v2_endpoints``. Custom workflows are added to the built-in ones unless
         ``include_defaults`` is false; a custom workflow replaces a built-in of the same name."""
-        data = dict(raw)
+        data = dict(_mapping(raw, "the configuration"))
+        _check_keys(data, [f.name for f in fields(cls)] + ["include_defaults"], "the configuration")
         include_defaults = bool(data.pop("include_defaults", True))
-        wf_raw: Sequence[Mapping[str, Any]] = data.pop("workflows", None) or []
-        custom = [WorkflowDefinition.from_dict(w) for w in wf_raw]
+        custom = [
+            _within(WorkflowDefinition.from_dict, item, "workflows", index)
+            for index, item in enumerate(_sequence(data.pop("workflows", None), "workflows"))
+        ]
         base = list(default_workflows()) if include_defaults else []
         names = {w.name for w in custom}
         workflows = tuple([w for w in base if w.name not in names] + custom)
-        orgs_raw: Sequence[Mapping[str, Any]] | None = data.pop("orgs", None)
-        orgs = tuple(OrgConfig.from_dict(o) for o in orgs_raw) if orgs_raw else default_orgs()
+        orgs_raw = _sequence(data.pop("orgs", None), "orgs")
+        orgs = (
+            tuple(_within(OrgConfig.from_dict, item, "orgs", index) for index, item in enumerate(orgs_raw))
+            if orgs_raw
+            else default_orgs()
+        )
         for name in ("webhook_retry_delays", "legacy_webhook_retry_delays"):
             if name in data:
-                data[name] = tuple(float(x) for x in data[name])
-        try:
-            return cls(workflows=workflows, orgs=orgs, **data)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from exc
+                delays = _sequence(data[name], name)
+                data[name] = tuple(_number({name: x}, name, 0.0) for x in delays)
+        _check_numbers(cls, data)
+        return cls(workflows=workflows, orgs=orgs, **data)
+
+
+def _sequence(raw: Any, key: str) -> Sequence[Any]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str) or not isinstance(raw, Sequence):
+        raise ConfigError(f"{key} must be a list, got {raw!r}", (key,))
+    return raw
+
+
+def _within(build: Any, raw: Any, *path: str | int) -> Any:
+    """``build(raw)``, with any error located at ``path`` (and a wrong value type reported, not raised)."""
+    try:
+        return build(raw)
+    except ConfigError as exc:
+        raise exc.within(*path) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc), path) from None
 
 
 def check_variants(*, conflict_shape: str | None = None, retry_after: str | None = None) -> None:
@@ -390,14 +475,61 @@ def check_variants(*, conflict_shape: str | None = None, retry_after: str | None
 def load_config(path: str | Path) -> EmulatorConfig:
     """Read an ``EmulatorConfig`` from a ``.yaml``/``.yml`` or ``.json`` file.
 
-    A top-level list is taken as the list of workflows.
+    A top-level list is taken as the list of workflows. Any problem (unreadable file, bad syntax, an
+    unknown key, a wrong value) raises :class:`ConfigError` whose message is one line naming the
+    file, the line and what is wrong, e.g. ``workflows.yaml:9: unknown key 'duration_secs' in a
+    checkpoint of workflow 'nightly' (valid: action_type, duration_seconds, name)``.
     """
-    text = Path(path).read_text(encoding="utf-8")
-    raw: Any = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc})") from None
+    try:
+        raw: Any = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if raw is None:
         raw = {}
     if isinstance(raw, list):
         raw = {"workflows": raw}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path}: expected a mapping or a list of workflows")
-    return EmulatorConfig.from_dict(raw)
+        prefix: ConfigPath = ("workflows",)
+    else:
+        prefix = ()
+    try:
+        if not isinstance(raw, Mapping):
+            raise ConfigError("expected a mapping or a list of workflows")
+        return EmulatorConfig.from_dict(raw)
+    except ConfigError as exc:
+        line = _line_of(text, exc.path[len(prefix) :] if exc.path[: len(prefix)] == prefix else exc.path)
+        raise ConfigError(f"{path}:{line}: {exc.message}" if line else f"{path}: {exc.message}", exc.path) from None
+
+
+def _line_of(text: str, path: ConfigPath) -> int | None:
+    """The 1-based line of the deepest node of ``path`` found in the YAML (or JSON) ``text``."""
+    try:
+        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    line: int = node.start_mark.line + 1
+    for step in path:
+        child: Any = None
+        if isinstance(node, yaml.MappingNode) and isinstance(step, str):
+            for key, value in node.value:
+                if key.value == step:
+                    child = key if value is None else value
+                    line = key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
+            child = node.value[step]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line

@@ -209,3 +209,24 @@ def test_quarterly_report_dag_run_by_hand_for_a_named_sweep(
     emu.advance(3600)
     dag = load_dag("coverbase_quarterly_report")
     assert dag.test(run_conf={"workflow_run_id": run_id}).state == DagRunState.SUCCESS
+
+
+def test_a_task_that_fails_before_a_run_exists_logs_no_xcom_error(
+    airflow_db: None, coverbase_conn_env: CoverbaseEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The link is computed when each task ends; with no run there is no URL, and no XCom lookup error."""
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    dag = load_dag("coverbase_fails_before_run")
+    dag_run = dag.test()
+    output = "".join(capfd.readouterr())
+
+    assert dag_run.state == DagRunState.FAILED
+    for task_id in ("unknown_workflow", "bad_input", "missing_connection"):
+        ti = dag_run.get_task_instance(task_id)
+        assert ti is not None
+        assert ti.state == TaskInstanceState.FAILED, task_id
+    assert emulator_runs(coverbase_conn_env) == []
+    assert "no-such-workflow" in output  # the tasks' own logs are in the captured output
+    assert "XCom not found" not in output
+    assert "Failed to push an xcom for task operator extra link" not in output
