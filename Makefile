@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo airflow emulator bench clean
+.PHONY: test lint typecheck unit demo airflow emulator bench bench-triggers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ emulator: $(STAMP)
 ## make bench: the emulator load benchmark (prints requests/s and latencies).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_load.py
+
+## make bench-triggers: N waiting triggers in one event loop, ours beside the peer providers' triggers
+## (installs the bench extra; about 25 min; BENCH_ARGS=--quick for a few minutes, --help for the flags).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench-triggers: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/triggerer_scale.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
