@@ -1119,7 +1119,8 @@ def round_limit(bench: Bench) -> dict[str, Any]:
     n, poll, seconds = args.limit_n, args.poll_large, args.limit_seconds
     print(
         f"\n### 429 round: {n:,} triggers of one connection, poll {poll:g} s, emulator budget "
-        f"{args.limit_rate:g} requests/s, measured for {seconds:g} s from the triggers' start\n",
+        f"{args.limit_rate:g} requests/s, measured for {seconds:g} s from the triggers' start; "
+        f"connection extra {json.dumps(args.limit_extra)}\n",
         flush=True,
     )
     process, base_url = start_emulator(bench, log_limit=max(100_000, int(n * seconds)))
@@ -1140,7 +1141,7 @@ def round_limit(bench: Bench) -> dict[str, Any]:
         )
         ids_file = bench.workdir / "limit-run-ids.json"
         ids_file.write_text(json.dumps(run_ids))
-        conn = {"conn_type": "coverbase", "host": base_url, "password": DEFAULT_ORG1_KEY, "extra": args.ours_extra}
+        conn = {"conn_type": "coverbase", "host": base_url, "password": DEFAULT_ORG1_KEY, "extra": args.limit_extra}
         env = {
             "AIRFLOW_HOME": str(bench.workdir / "airflow-home"),
             "PYTHONUNBUFFERED": "1",
@@ -1344,7 +1345,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--tls", action="store_true", help="every kind over TLS (dbt always is)")
     parser.add_argument("--ours-kwargs", type=json.loads, default={}, help="extra trigger kwargs for ours (JSON)")
-    parser.add_argument("--ours-extra", type=json.loads, default={}, help="our connection's extra (JSON)")
+    parser.add_argument(
+        "--ours-extra", type=json.loads, default={}, help="our connection's extra in the scale and error rounds (JSON)"
+    )
+    parser.add_argument(
+        "--limit-extra", type=json.loads, default={}, help="our connection's extra in the 429 round (default: none)"
+    )
     parser.add_argument("--log-level", default="INFO", help="the worker's log level (lines go to /dev/null)")
     # Internal: the server and worker processes.
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
