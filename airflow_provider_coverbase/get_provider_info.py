@@ -84,6 +84,14 @@ def get_provider_info() -> dict[str, Any]:
                             "default": "/workflows/runs/{workflow_run_id}",
                         },
                     },
+                    "max_requests_per_second": {
+                        "label": "Max requests per second",
+                        "description": (
+                            "Request budget of this connection per process (all its triggers together); "
+                            "a 429 pauses every user. 0: no limit."
+                        ),
+                        "schema": {"type": ["number", "null"], "default": 25, "minimum": 0},
+                    },
                     "allow_insecure_http": {
                         "label": "Allow plain http",
                         "description": "Allow an http:// base URL that is not localhost (test setups only).",

@@ -17,7 +17,7 @@ SOURCE, TARGET = ROOT / "_sync.py", ROOT / "_async.py"
 # Ordered (pattern, replacement) pairs applied line by line.
 SUBS: list[tuple[str, str]] = [
     (r'^"""The synchronous client', '"""The asynchronous client'),
-    (r"^import time$", "import asyncio"),
+    (r"^import time$", "import asyncio\nimport time"),
     (r"from collections\.abc import Callable,", "from collections.abc import Awaitable, Callable,"),
     (r'__all__ = \["CoverbaseClient"\]', '__all__ = ["AsyncCoverbaseClient"]'),
     (r"^class CoverbaseClient:", "class AsyncCoverbaseClient:"),
@@ -34,11 +34,13 @@ SUBS: list[tuple[str, str]] = [
     (r"def __exit__\(", "async def __aexit__("),
     (r"self\.close\(\)", "await self.aclose()"),
     (r"def _execute\(self", "async def _execute(self"),
-    (r"for attempt in tenacity\.Retrying\(", "async for attempt in tenacity.AsyncRetrying("),
     (r"= self\._http\.send\(", "= await self._http.send("),
+    (r"def _wait_for_budget\(self", "async def _wait_for_budget(self"),
+    (r"self\._wait_for_budget\(", "await self._wait_for_budget("),
+    (r"^(\s+)self\._sleep\(", r"\1await self._sleep("),
     (r"return self\._execute\(", "return await self._execute("),
     (
-        r"^    def (run_workflow|run_workflow_definition|get_workflow_run|list_workflow_runs|check_auth)\(",
+        r"^    def (run_workflow|run_workflow_definition|get_workflow_run|list_workflow_runs|check_auth|send)\(",
         r"    async def \1(",
     ),
 ]

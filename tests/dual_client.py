@@ -13,7 +13,8 @@ class DualClient:
     """A sync or async client (``kind``) behind one awaitable call, recording every retry wait.
 
     Retries never really sleep: ``sleeps`` records each wait, and ``on_sleep`` (if given) is told too,
-    e.g. to move an emulator's clock by the same amount.
+    e.g. to move an emulator's clock by the same amount. The request budget's clock is ``now``, which
+    each recorded wait moves forward, so waiting and pacing agree without real time passing.
     """
 
     def __init__(
@@ -22,7 +23,10 @@ class DualClient:
         self.kind = kind
         #: Every wait the retry loop asked for, in seconds, in order.
         self.sleeps: list[float] = []
+        #: The fake clock: advanced by every recorded wait.
+        self.now = 0.0
         self._on_sleep = on_sleep
+        client_kwargs.setdefault("clock", lambda: self.now)
         if kind == "sync":
             self.client: CoverbaseClient | AsyncCoverbaseClient = CoverbaseClient(
                 api_key, sleep=self._record, **client_kwargs
@@ -36,6 +40,7 @@ class DualClient:
 
     def _record(self, seconds: float) -> None:
         self.sleeps.append(seconds)
+        self.now += seconds
         if self._on_sleep is not None:
             self._on_sleep(seconds)
 

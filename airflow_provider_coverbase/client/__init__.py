@@ -6,16 +6,20 @@ generated from ``_sync.py`` by ``scripts/unasync.py`` and checked by ``make test
 """
 
 from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
+from airflow_provider_coverbase.client._budget import RequestBudget
 from airflow_provider_coverbase.client._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DASHBOARD_RUN_PATH,
     DEFAULT_DASHBOARD_URL,
+    DEFAULT_KEEPALIVE_EXPIRY,
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_TIMEOUT,
     ClientConfig,
     RetryPolicy,
 )
 from airflow_provider_coverbase.client._core import RunListFilters, check_json_object
+from airflow_provider_coverbase.client._shared import ShardedAsyncTransport, SharedClients, shared_clients
 from airflow_provider_coverbase.client._sync import CoverbaseClient
 
 __all__ = [
@@ -23,11 +27,17 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DASHBOARD_RUN_PATH",
     "DEFAULT_DASHBOARD_URL",
+    "DEFAULT_KEEPALIVE_EXPIRY",
+    "DEFAULT_MAX_REQUESTS_PER_SECOND",
     "DEFAULT_TIMEOUT",
     "AsyncCoverbaseClient",
     "ClientConfig",
     "CoverbaseClient",
+    "RequestBudget",
     "RetryPolicy",
     "RunListFilters",
+    "ShardedAsyncTransport",
+    "SharedClients",
     "check_json_object",
+    "shared_clients",
 ]

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
 import httpx
-import tenacity
 
+from airflow_provider_coverbase.client._budget import RequestBudget
 from airflow_provider_coverbase.client._config import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEEPALIVE_EXPIRY,
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_TIMEOUT,
     ClientConfig,
     RetryPolicy,
 )
 from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
+from airflow_provider_coverbase.client._http import connection_limits, shared_ssl_context
+from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
 __all__ = ["AsyncCoverbaseClient"]
@@ -37,6 +42,8 @@ class AsyncCoverbaseClient:
     Every run-starting call sends an ``Idempotency-Key`` (yours, or one made once per call and
     reused by each of its retries), so a retry never starts a second run. Connection errors,
     timeouts, 429 and 5xx are retried per the :class:`RetryPolicy`; other errors raise at once.
+    Requests are paced by a :class:`RequestBudget` (``max_requests_per_second``; a 429 pauses every
+    request that shares the budget), and idle connections are kept for reuse between polls.
     """
 
     def __init__(
@@ -48,15 +55,23 @@ class AsyncCoverbaseClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retry: RetryPolicy | None = None,
         allow_insecure_http: bool = False,
+        max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND,
         config: ClientConfig | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        budget: RequestBudget | None = None,
+        max_connections: int = 10,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
     ) -> None:
         """Create a client from an API key and options, or from a ready :class:`ClientConfig`.
 
-        ``transport`` replaces the network (tests pass ``httpx.MockTransport``); ``sleep`` and
-        ``rng`` replace the clock and the jitter source of the retry loop.
+        ``transport`` replaces the network (tests pass ``httpx.MockTransport``, the shared pool a
+        transport of its own); ``sleep``, ``clock`` and ``rng`` replace the waiting, the clock of the
+        request budget and the jitter source. ``budget`` shares one budget between clients (by
+        default each client has its own, from ``max_requests_per_second``). ``max_connections`` and
+        ``keepalive_expiry`` size the connection pool (ignored with a ``transport``).
         """
         if config is None:
             config = ClientConfig(
@@ -66,14 +81,26 @@ class AsyncCoverbaseClient:
                 connect_timeout=connect_timeout,
                 retry=retry or RetryPolicy(),
                 allow_insecure_http=allow_insecure_http,
+                max_requests_per_second=max_requests_per_second,
             )
         self._core = ClientCore(config, rng=rng)
         self._sleep = sleep
-        self._http = httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self._budget = budget if budget is not None else RequestBudget(config.max_requests_per_second, clock=clock)
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            verify=shared_ssl_context(),
+            limits=connection_limits(max_connections, keepalive_expiry),
+        )
 
     @property
     def config(self) -> ClientConfig:
         return self._core.config
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The request budget this client spends (shared with others when passed in)."""
+        return self._budget
 
     def __repr__(self) -> str:
         return f"AsyncCoverbaseClient(base_url={self.config.base_url!r})"
@@ -91,15 +118,45 @@ class AsyncCoverbaseClient:
         await self.aclose()
 
     async def _execute(self, call: Call[T]) -> T:
-        async for attempt in tenacity.AsyncRetrying(**self._core.retry_kwargs(self._sleep)):
-            with attempt:
-                outcome: httpx.Response | httpx.TransportError
-                try:
-                    outcome = await self._http.send(call.request)
-                except httpx.TransportError as exc:
-                    outcome = exc
-                return self._core.finish(call, outcome, attempt.retry_state.attempt_number)
-        raise AssertionError("unreachable: tenacity returns or re-raises")  # pragma: no cover
+        """Send ``call`` until it succeeds or :meth:`ClientCore.after_failure` says to stop."""
+        attempt = 0
+        own_pause_waited = False
+        while True:
+            attempt += 1
+            await self._wait_for_budget(after_pause=not own_pause_waited)
+            outcome: httpx.Response | httpx.TransportError
+            try:
+                outcome = await self._http.send(call.request)
+            except httpx.TransportError as exc:
+                outcome = exc
+            try:
+                return self._core.finish(call, outcome, attempt)
+            except CoverbaseError as error:
+                retry_in, pause_all = self._core.after_failure(error, attempt)
+                self._budget.pause(pause_all)
+                if retry_in is None:
+                    raise
+                await self._sleep(retry_in)
+                # A 429's caller has just waited out its own hint: it does not wait the shared pause again.
+                own_pause_waited = pause_all > 0
+
+    async def _wait_for_budget(self, *, after_pause: bool) -> None:
+        wait, generation = self._budget.reserve(after_pause=after_pause)
+        while wait > 0:
+            await self._sleep(wait)
+            wait, generation = self._budget.recheck(generation)
+
+    async def send(self, call: Call[T]) -> T:
+        """Send a call prepared once (e.g. :meth:`prepare_get_workflow_run`): retries and budget included."""
+        return await self._execute(call)
+
+    def prepare_get_workflow_run(self, workflow_run_id: str) -> Call[WorkflowRun]:
+        """The request of :meth:`get_workflow_run`, built once to be sent many times with :meth:`send`.
+
+        A poller reads the same run again and again; building its request once saves the URL
+        encoding, header and request construction on every poll.
+        """
+        return self._core.get_workflow_run(workflow_run_id)
 
     async def run_workflow(
         self,

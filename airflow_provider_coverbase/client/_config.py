@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DASHBOARD_RUN_PATH",
     "DEFAULT_DASHBOARD_URL",
+    "DEFAULT_KEEPALIVE_EXPIRY",
+    "DEFAULT_MAX_REQUESTS_PER_SECOND",
     "DEFAULT_TIMEOUT",
     "ClientConfig",
     "RetryPolicy",
@@ -36,6 +39,15 @@ DEFAULT_DASHBOARD_RUN_PATH = "/workflows/runs/{workflow_run_id}"
 DEFAULT_TIMEOUT = 30.0
 #: Seconds to wait for the TCP/TLS connection.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Requests per second one process sends through one connection (all its triggers together).
+#: Coverbase documents no rate limit; 25/s with a burst of half a second keeps any 1-second window
+#: at or under about 37 requests, and is far above what adaptive polling needs (see the README).
+DEFAULT_MAX_REQUESTS_PER_SECOND = 25.0
+#: Seconds an idle HTTP connection is kept for reuse. httpx's own default (5 s) is shorter than
+#: any poll interval, so every poll would open a new connection (a new TLS handshake in production).
+#: An hour outlives the default longest poll interval (30 min); a server that closes earlier is
+#: handled by opening a new connection.
+DEFAULT_KEEPALIVE_EXPIRY = 3600.0
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -155,6 +167,9 @@ class ClientConfig:
     #: Allow ``http://`` to a host that is not loopback (e.g. the emulator in a container network).
     allow_insecure_http: bool = False
     user_agent: str = ""
+    #: Requests per second this client (or, shared, this connection in one process) may send;
+    #: ``0`` is unlimited. See :class:`~airflow_provider_coverbase.client.RequestBudget`.
+    max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key.strip():
@@ -171,6 +186,27 @@ class ClientConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise CoverbaseConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+        rate = self.max_requests_per_second
+        if not (isinstance(rate, int | float) and math.isfinite(rate) and rate >= 0):
+            raise CoverbaseConfigError(f"max_requests_per_second must be a number >= 0 (0: no limit), got {rate!r}")
+
+    def fingerprint(self) -> str:
+        """A short digest of every setting, the API key included, that never reveals the key.
+
+        Two configs with the same fingerprint can share HTTP connections and a request budget; a
+        rotated key or any changed setting gives another fingerprint.
+        """
+        fields = (
+            self.api_key,
+            self.base_url,
+            self.timeout,
+            self.connect_timeout,
+            repr(self.retry),
+            self.allow_insecure_http,
+            self.user_agent,
+            self.max_requests_per_second,
+        )
+        return hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
 
 
 def normalise_base_url(base_url: str, allow_insecure_http: bool = False) -> str:

@@ -1,9 +1,9 @@
 """The client's logic, written once and free of I/O. No Airflow imports here.
 
 Everything that decides something lives here: how each endpoint's request is built, how a response
-is parsed, which error a status maps to (with a message a person can act on), and the retry policy
-handed to tenacity. ``CoverbaseClient`` and ``AsyncCoverbaseClient`` only send the requests built
-here and feed the outcome back to :meth:`ClientCore.finish`.
+is parsed, which error a status maps to (with a message a person can act on), and the retry
+decision (:meth:`ClientCore.after_failure`). ``CoverbaseClient`` and ``AsyncCoverbaseClient`` only
+send the requests built here, feed the outcome back to :meth:`ClientCore.finish`, and wait as told.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from urllib.parse import quote
 
 import httpx
 import pydantic
-import tenacity
 
 from airflow_provider_coverbase import __version__
 from airflow_provider_coverbase.client._config import ClientConfig, parse_retry_after
@@ -371,7 +370,8 @@ class ClientCore:
         try:
             if isinstance(outcome, httpx.TransportError):
                 raise self._transport_error(call, outcome)
-            log.debug("%s %s -> %s", call.method, call.path, outcome.status_code)
+            if log.isEnabledFor(logging.DEBUG):  # call.path decodes the URL: skip it when nobody reads it
+                log.debug("%s %s -> %s", call.method, call.path, outcome.status_code)
             if outcome.is_success:
                 return call.parse(outcome)
             if call.replay_on_conflict and outcome.status_code == 409:
@@ -550,33 +550,25 @@ class ClientCore:
 
     # ---- retries -------------------------------------------------------------------------
 
-    def retry_kwargs(self, sleep: Callable[[float], Any]) -> dict[str, Any]:
-        """Arguments for ``tenacity.Retrying``/``AsyncRetrying``: one policy for both clients."""
+    def after_failure(self, error: CoverbaseError, attempt: int) -> tuple[float | None, float]:
+        """What to do after attempt number ``attempt`` (1-based) of a call failed with ``error``.
+
+        Returns ``(retry_in, pause_all)``: the seconds to wait before sending the call again, or
+        ``None`` to raise ``error`` now; and the seconds every user of the connection should hold
+        off (a 429's ``Retry-After``, else its backoff; 0 for any other error), so one rate-limited
+        answer slows all of a process's callers instead of each finding out for itself.
+        """
         policy = self.config.retry
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            assert error is not None  # tenacity only waits after a failed attempt
-            return policy.delay(state.attempt_number, error, self._rng())
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "Retrying in %.1f s (attempt %d of %d failed): %s",
-                state.upcoming_sleep,
-                state.attempt_number,
-                policy.max_attempts,
-                error.message if isinstance(error, CoverbaseError) else error,
-            )
-
-        return {
-            "stop": tenacity.stop_after_attempt(policy.max_attempts),
-            "wait": wait,
-            "retry": tenacity.retry_if_exception(policy.should_retry),
-            "before_sleep": before_sleep,
-            "reraise": True,
-            "sleep": sleep,
-        }
+        pause = 0.0
+        if isinstance(error, CoverbaseAPIError) and error.status_code == 429:
+            pause = error.retry_after if error.retry_after is not None else policy.backoff(attempt, self._rng())
+        if attempt >= policy.max_attempts or not policy.should_retry(error):
+            return None, pause
+        delay = policy.delay(attempt, error, self._rng())
+        log.warning(
+            "Retrying in %.1f s (attempt %d of %d failed): %s", delay, attempt, policy.max_attempts, error.message
+        )
+        return delay, pause
 
 
 def new_key() -> str:

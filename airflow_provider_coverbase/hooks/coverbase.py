@@ -8,11 +8,13 @@ The connection's fields map to the client like this:
 - **extra** (each one a form field of its own): ``timeout`` and ``connect_timeout`` (seconds),
   ``max_retries``, ``retry_initial_delay`` and ``retry_max_delay`` (backoff seconds),
   ``dashboard_url`` and ``dashboard_run_path`` (where the "Coverbase workflow run" link points),
-  ``allow_insecure_http``. An unknown extra is an error, so a typo cannot pass silently.
+  ``allow_insecure_http``, ``max_requests_per_second`` (the request budget every user of the
+  connection in one process shares). An unknown extra is an error, so a typo cannot pass silently.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,12 +30,14 @@ from airflow_provider_coverbase.client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DASHBOARD_RUN_PATH,
     DEFAULT_DASHBOARD_URL,
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_TIMEOUT,
     AsyncCoverbaseClient,
     ClientConfig,
     CoverbaseClient,
     RetryPolicy,
     RunListFilters,
+    shared_clients,
 )
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
@@ -59,6 +63,7 @@ class _Extras(BaseModel):
     dashboard_url: str | None = None
     dashboard_run_path: str = DEFAULT_DASHBOARD_RUN_PATH
     allow_insecure_http: bool = False
+    max_requests_per_second: float = Field(default=DEFAULT_MAX_REQUESTS_PER_SECOND, ge=0)
 
     @field_validator("dashboard_run_path")
     @classmethod
@@ -137,6 +142,7 @@ def settings_from_connection(
                 extras.max_retries, initial_delay=extras.retry_initial_delay, max_delay=extras.retry_max_delay
             ),
             allow_insecure_http=extras.allow_insecure_http,
+            max_requests_per_second=extras.max_requests_per_second,
         )
     except CoverbaseConfigError as exc:
         raise CoverbaseConfigError(f"connection '{conn_id}': {exc.message}") from None
@@ -158,7 +164,11 @@ class CoverbaseHook(BaseHook):
 
     Sync methods look the connection up synchronously; the ``a``-prefixed ones use
     ``aget_connection``, so the triggerer's event loop never makes a blocking lookup. Each hook keeps
-    one HTTP client per mode and reuses it across calls; call :meth:`close`/:meth:`aclose` when done.
+    one sync HTTP client and reuses it across calls. The async methods use the client *shared* by
+    every hook of the same connection in the running event loop (one TLS context, a few kept-alive
+    connection pools and one request budget; see :mod:`airflow_provider_coverbase.client._shared`).
+    Call :meth:`close`/:meth:`aclose` when done: ``aclose`` gives the shared client back, and the
+    last user's ``aclose`` closes its connections.
 
     :param coverbase_conn_id: The Airflow connection to use.
     :param transport: Replaces the sync network transport (tests pass ``httpx.MockTransport``).
@@ -184,6 +194,7 @@ class CoverbaseHook(BaseHook):
         self._settings: CoverbaseConnectionSettings | None = None
         self._client: CoverbaseClient | None = None
         self._async_client: AsyncCoverbaseClient | None = None
+        self._async_shared = False
 
     def __repr__(self) -> str:
         return f"CoverbaseHook(coverbase_conn_id={self.coverbase_conn_id!r})"
@@ -222,10 +233,17 @@ class CoverbaseHook(BaseHook):
         return self.get_client()
 
     async def get_async_client(self) -> AsyncCoverbaseClient:
-        """The hook's async client (made on first use, then reused; bound to the running loop)."""
+        """The async client, bound to the running loop: the connection's shared one, acquired once.
+
+        With an ``async_transport`` (tests) the hook makes a client of its own instead.
+        """
         if self._async_client is None:
             settings = await self.aget_settings()
-            self._async_client = AsyncCoverbaseClient(config=settings.client, transport=self._async_transport)
+            if self._async_transport is None:
+                self._async_client = shared_clients.acquire(self.coverbase_conn_id, settings.client)
+                self._async_shared = True
+            else:
+                self._async_client = AsyncCoverbaseClient(config=settings.client, transport=self._async_transport)
         return self._async_client
 
     def close(self) -> None:
@@ -235,10 +253,15 @@ class CoverbaseHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
-        """Close the async client's connections."""
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+        """Give the shared async client back (the last user closes it), or close the hook's own."""
+        client, self._async_client = self._async_client, None
+        if client is None:
+            return
+        if self._async_shared:
+            self._async_shared = False
+            await shared_clients.release(client)
+        else:
+            await client.aclose()
 
     def dashboard_run_url(self, workflow_run_id: str) -> str:
         """The run's page in the Coverbase dashboard (per the connection's dashboard settings)."""
@@ -334,16 +357,31 @@ class CoverbaseHook(BaseHook):
         return True, f"Connected to {self.get_settings().client.base_url}: {message}"
 
 
+#: Fingerprints of the keys this process has registered with the secret masker. Thousands of triggers
+#: of one connection register the key once, not once each (in the triggerer each registration is a
+#: message to the supervisor).
+_masked: set[str] = set()
+
+
+def _fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def _mask(secret: str) -> None:
     from airflow.sdk.log import mask_secret
 
     mask_secret(secret)
+    _masked.add(_fingerprint(secret))
 
 
 async def _amask(secret: str) -> None:
+    fingerprint = _fingerprint(secret)
+    if fingerprint in _masked:
+        return
     try:
         from airflow.sdk.log import amask_secret
     except ImportError:  # Airflow 3.2: only the sync call exists
         _mask(secret)
         return
     await amask_secret(secret)
+    _masked.add(fingerprint)

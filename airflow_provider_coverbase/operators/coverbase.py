@@ -42,7 +42,10 @@ from airflow_provider_coverbase.tracking import (
     derive_idempotency_key,
     describe_run,
     outcome_error,
+    poll_interval_for,
     progress_lines,
+    resolve_max_poll_interval,
+    run_age,
     timeout_error,
 )
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
@@ -103,7 +106,12 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         the start with the run as it was then.
     :param deferrable: Wait in the triggerer instead of a worker slot; defaults to
         ``[operators] default_deferrable``.
-    :param poll_interval: Seconds between status checks.
+    :param poll_interval: Seconds between status checks of a young run (the shortest pause).
+    :param max_poll_interval: The longest pause between status checks (``timedelta`` or seconds,
+        default 30 min, never below ``poll_interval``). The pause grows to 5% of the run's age
+        between the two, so a task notices a run's end at most
+        ``max(poll_interval, min(5% of the run's age, max_poll_interval))`` after it happens. Set it
+        equal to ``poll_interval`` for fixed polling.
     :param timeout: How long one try waits for a terminal status (``timedelta`` or seconds,
         default 24 h). Also capped by ``execution_timeout``, which Airflow does not enforce while
         deferred. Reaching it fails the task; the run keeps going in Coverbase.
@@ -126,6 +134,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: timedelta | float = 30.0,
+        max_poll_interval: timedelta | float | None = None,
         timeout: timedelta | float = DEFAULT_TIMEOUT,
         coverbase_conn_id: str = CoverbaseHook.default_conn_name,
         **kwargs: Any,
@@ -140,6 +149,9 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
         self.poll_interval = _seconds(poll_interval, "poll_interval")
+        self.max_poll_interval = resolve_max_poll_interval(
+            self.poll_interval, None if max_poll_interval is None else _seconds(max_poll_interval, "max_poll_interval")
+        )
         self.timeout = _seconds(timeout, "timeout")
         self.coverbase_conn_id = coverbase_conn_id
 
@@ -269,6 +281,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                             poll_interval=self.poll_interval,
                             deadline=deadline,
                             dashboard_url=url,
+                            max_poll_interval=self.max_poll_interval,
+                            started_at=run.started_at.timestamp() if run.started_at else time.time(),
                         ),
                         method_name="execute_complete",
                         # A backstop only: the trigger's own deadline fires first, with a better message.
@@ -279,10 +293,13 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             hook.close()
 
     def _poll(self, hook: CoverbaseHook, run: WorkflowRun, url: str, deadline: float) -> WorkflowRun:
+        """Poll with the hook's one client (its connection kept alive between polls), at the adaptive pace."""
         started = time.time()
         last: WorkflowRun | None = None
         current = run
         errors = 0
+        client = hook.get_client()
+        call = client.prepare_get_workflow_run(run.workflow_run_id)  # built once, sent every poll
         while True:
             for line in progress_lines(last, current, url):
                 self.log.info("%s", line)
@@ -292,9 +309,10 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             now = time.time()
             if now >= deadline:
                 raise timeout_error(current.workflow_run_id, now - started, current, url)
-            time.sleep(min(self.poll_interval, deadline - now))
+            pause = poll_interval_for(run_age(current, started, now), self.poll_interval, self.max_poll_interval)
+            time.sleep(min(pause, deadline - now))
             try:
-                current = hook.get_workflow_run(run.workflow_run_id)
+                current = client.send(call)
                 errors = 0
             except CoverbaseError as exc:
                 errors += 1

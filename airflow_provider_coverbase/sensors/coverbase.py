@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import CoverbaseWorkflowRunLink
-from airflow_provider_coverbase.tracking import outcome_error, progress_lines
+from airflow_provider_coverbase.models import WorkflowRun
+from airflow_provider_coverbase.tracking import (
+    outcome_error,
+    poll_interval_for,
+    progress_lines,
+    resolve_max_poll_interval,
+    run_age,
+)
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 
 if TYPE_CHECKING:
@@ -34,6 +42,12 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
     :param coverbase_conn_id: The Coverbase connection.
     :param deferrable: Wait in the triggerer; defaults to ``[operators] default_deferrable``.
         ``poke_interval`` and ``timeout`` apply in every mode.
+    :param max_poll_interval: The longest pause between checks (``timedelta`` or seconds, default
+        30 min, never below ``poke_interval``): the pause grows from ``poke_interval`` to 5% of the
+        run's age, up to this, in every mode (``exponential_backoff=True`` keeps Airflow's own
+        schedule in poke and reschedule mode). Equal to ``poke_interval`` for fixed polling.
+
+    In poke mode one HTTP client serves every poke of the task, its connection kept alive between them.
     """
 
     template_fields: Sequence[str] = ("workflow_run_id",)
@@ -46,12 +60,30 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
         workflow_run_id: str,
         coverbase_conn_id: str = CoverbaseHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        max_poll_interval: timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.workflow_run_id = workflow_run_id
         self.coverbase_conn_id = coverbase_conn_id
         self.deferrable = deferrable
+        if isinstance(max_poll_interval, timedelta):
+            max_poll_interval = max_poll_interval.total_seconds()
+        self.max_poll_interval = resolve_max_poll_interval(float(self.poke_interval), max_poll_interval)
+        self._hook: CoverbaseHook | None = None
+        self._last_run: WorkflowRun | None = None
+        self._first_check = time.time()
+
+    def _get_hook(self) -> CoverbaseHook:
+        """One hook (one sync HTTP client) for every poke of this task; closed when ``execute`` ends."""
+        if self._hook is None:
+            self._hook = CoverbaseHook(self.coverbase_conn_id)
+        return self._hook
+
+    def _close_hook(self) -> None:
+        if self._hook is not None:
+            self._hook.close()
+            self._hook = None
 
     def _publish_link(self, context: Context, url: str) -> None:
         ti = context["ti"]
@@ -65,7 +97,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
     def _check(self, context: Context) -> tuple[PokeReturnValue, str]:
         """One status check, and the run's dashboard URL."""
         run_id = str(self.workflow_run_id)
-        hook = CoverbaseHook(self.coverbase_conn_id)
+        hook = self._get_hook()
         try:
             url = hook.dashboard_run_url(run_id)
             self._publish_link(context, url)
@@ -75,8 +107,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
                 raise AirflowFailException(str(exc)) from exc
             self.log.warning("Could not read Coverbase run %s yet, will poke again: %s", run_id, exc)
             return PokeReturnValue(is_done=False), url
-        finally:
-            hook.close()
+        self._last_run = run
         for line in progress_lines(None, run, url):
             self.log.info("%s", line)
         if not run.is_terminal:
@@ -89,10 +120,17 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:  # noqa: RET503  # defer() never returns
         """Poke/reschedule as usual; when deferrable, check once, then defer to the trigger."""
         if not self.deferrable:
-            return super().execute(context)
-        first, url = self._check(context)
+            try:
+                return super().execute(context)
+            finally:
+                self._close_hook()
+        try:
+            first, url = self._check(context)
+        finally:
+            self._close_hook()
         if first.is_done:
             return first.xcom_value
+        run = self._last_run
         timeout = float(self.timeout) if self.timeout is not None else None
         self.defer(
             trigger=CoverbaseWorkflowRunTrigger(
@@ -101,10 +139,21 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
                 poll_interval=float(self.poke_interval),
                 deadline=time.time() + timeout if timeout is not None else None,
                 dashboard_url=url,
+                max_poll_interval=self.max_poll_interval,
+                started_at=run.started_at.timestamp() if run is not None and run.started_at else time.time(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=timeout + 300) if timeout is not None else None,
         )
+
+    def _get_next_poke_interval(
+        self, started_at: datetime.datetime | float, run_duration: Callable[[], float], poke_count: int
+    ) -> float:
+        """Poke and reschedule mode: the adaptive pause from the run's age (Airflow's own with exponential_backoff)."""
+        if self.exponential_backoff:
+            return float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        age = run_age(self._last_run, self._first_check, time.time())
+        return poll_interval_for(age, float(self.poke_interval), self.max_poll_interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the run's JSON on ``completed``, a clear failure otherwise."""

@@ -444,8 +444,13 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
                 "now": state.clock.now(),
                 "orgs": [{"org_id": o.org_id, "name": o.name} for o in state.orgs.values()],
                 "workflows": sorted(state.workflows),
+                "connections": state.connections_view(),
             }
         )
+
+    @app.get("/_emulator/connections", include_in_schema=False)
+    async def connections() -> Response:
+        return _json(state.connections_view())
 
     @app.post("/_emulator/faults", include_in_schema=False)
     async def faults(request: Request) -> Response:

@@ -9,6 +9,7 @@ No Airflow imports, no client imports.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from airflow_provider_coverbase.testing.app import create_app
 from airflow_provider_coverbase.testing.clock import EmulatorClock
@@ -62,12 +64,36 @@ def connection_value(base_url: str, api_key: str) -> str:
     )
 
 
-def uvicorn_config(app: Any, log_level: str = "warning", *, access_log: bool = False) -> uvicorn.Config:
-    """uvicorn settings tuned for throughput: uvloop, httptools, no access log."""
+def counting_protocol(state: EmulatorState) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol, counting each accepted and closed TCP connection in ``state``.
+
+    Clients that reuse connections show few accepted connections for many requests; the count is
+    read with :meth:`CoverbaseEmulator.connections` or ``GET /_emulator/connections``.
+    """
+
+    class CountingHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            state.connection_opened()
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            state.connection_closed()
+            super().connection_lost(exc)
+
+    return CountingHttpToolsProtocol
+
+
+def uvicorn_config(
+    app: Any, log_level: str = "warning", *, access_log: bool = False, state: EmulatorState | None = None
+) -> uvicorn.Config:
+    """uvicorn settings tuned for throughput: uvloop, httptools, no access log.
+
+    With ``state``, the server counts the TCP connections it accepts there.
+    """
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=counting_protocol(state) if state is not None else "httptools",
         lifespan="on",
         log_level=log_level,
         access_log=access_log,
@@ -121,7 +147,7 @@ class CoverbaseEmulator:
             return self
         sock = bind_socket(self._host, self._port)
         self._base_url = url_for(sock)
-        server = uvicorn.Server(uvicorn_config(create_app(self.state)))
+        server = uvicorn.Server(uvicorn_config(create_app(self.state), state=self.state))
         self._server = server
 
         def serve() -> None:
@@ -337,6 +363,14 @@ class CoverbaseEmulator:
             raise KeyError("unknown API key")
         return self.runs[org.org_id]
 
+    def connections(self) -> JSON:
+        """TCP connections the server accepted since start (or ``reset()``), and those open now.
+
+        ``{"accepted": n, "open": m}``: a client that reuses its connections keeps ``accepted`` far
+        below the number of requests it sent.
+        """
+        return self.state.connections_view()
+
     def get_run(self, workflow_run_id: str) -> JSON | None:
         """The run as the API shows it now (any org), or None."""
         run = self.state.get_run(None, workflow_run_id)
@@ -361,5 +395,5 @@ class CoverbaseEmulator:
 def serve_forever(state: EmulatorState, sock: socket.socket, log_level: str = "info") -> None:
     """Serve in the calling thread until interrupted (used by the CLI)."""
     logging.getLogger("uvicorn.error").setLevel(log_level.upper())
-    server = uvicorn.Server(uvicorn_config(create_app(state), log_level))
+    server = uvicorn.Server(uvicorn_config(create_app(state), log_level, state=state))
     server.run(sockets=[sock])

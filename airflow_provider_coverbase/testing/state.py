@@ -233,6 +233,9 @@ class EmulatorState:
         self.subscriptions: dict[str, Subscription] = {}
         self.deliveries: list[JSON] = []
         self._event_runs: dict[str, Run] = {}
+        #: TCP connections the server accepted (since start or the last reset) and those open now.
+        self.connections_accepted = 0
+        self.connections_open = 0
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
@@ -252,8 +255,24 @@ class EmulatorState:
             self.subscriptions.clear()
             self.deliveries.clear()
             self._event_runs.clear()
+            self.connections_accepted = 0
             if self.clock.speed != self.config.speed:
                 self.clock.set_speed(self.config.speed)
+
+    def connection_opened(self) -> None:
+        """Count one TCP connection accepted by the server (how clients reuse connections)."""
+        with self.lock:
+            self.connections_accepted += 1
+            self.connections_open += 1
+
+    def connection_closed(self) -> None:
+        with self.lock:
+            self.connections_open -= 1
+
+    def connections_view(self) -> JSON:
+        """``{"accepted": n, "open": m}``: accepted since start or the last reset, open now."""
+        with self.lock:
+            return {"accepted": self.connections_accepted, "open": self.connections_open}
 
     def add_workflow(self, definition: WorkflowDefinition) -> None:
         """Add or replace a definition; existing runs keep the definition they started with."""

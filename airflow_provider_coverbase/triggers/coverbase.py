@@ -1,13 +1,21 @@
 """``CoverbaseWorkflowRunTrigger``: wait for a run's terminal status in the triggerer, with GETs only.
 
-It never starts a run (a triggerer restart must not send a POST twice), keeps one async client for
-its whole life, looks the connection up asynchronously, and carries its own wall-clock deadline,
-since Airflow 3 does not enforce ``execution_timeout`` while a task is deferred.
+It never starts a run (a triggerer restart must not send a POST twice), looks the connection up
+asynchronously, and carries its own wall-clock deadline, since Airflow 3 does not enforce
+``execution_timeout`` while a task is deferred.
+
+Made to wait by the thousand in one triggerer: every trigger of a connection shares one async client
+(one TLS context, a few kept-alive connection pools, one request budget), acquired in ``run()`` and
+given back when it ends; the poll request is built once per trigger; the pause between polls grows
+with the run's age (:func:`~airflow_provider_coverbase.tracking.poll_interval_for`) and the first
+poll comes at a random point of the first interval, so triggers deferred (or restarted) together do
+not poll in lockstep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -16,10 +24,17 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from airflow_provider_coverbase.exceptions import CoverbaseError
+from airflow_provider_coverbase.exceptions import CoverbaseError, RateLimitError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
-from airflow_provider_coverbase.tracking import outcome_error, progress_lines, timeout_error
+from airflow_provider_coverbase.tracking import (
+    outcome_error,
+    poll_interval_for,
+    progress_lines,
+    resolve_max_poll_interval,
+    run_age,
+    timeout_error,
+)
 
 __all__ = ["CoverbaseWorkflowRunTrigger", "WorkflowRunEvent", "parse_resume_event"]
 
@@ -62,9 +77,14 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
 
     :param workflow_run_id: The run to watch.
     :param coverbase_conn_id: The Airflow connection (never the key: it is looked up in the triggerer).
-    :param poll_interval: Seconds between polls.
+    :param poll_interval: Seconds between polls of a young run (the shortest pause).
     :param deadline: Wall-clock Unix time after which a ``timeout`` event is sent.
     :param dashboard_url: The run's page, for log lines and messages.
+    :param max_poll_interval: The longest pause between polls, reached as the run ages (default
+        30 min, never below ``poll_interval``); equal to ``poll_interval`` for fixed polling.
+        Triggers serialised before this parameter existed get the default.
+    :param started_at: Unix time the run started, the fallback for the schedule when the API gives
+        no ``started_at``; serialised, so a restarted trigger keeps the pace of an old run.
     """
 
     def __init__(
@@ -74,6 +94,8 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         poll_interval: float = 30.0,
         deadline: float | None = None,
         dashboard_url: str | None = None,
+        max_poll_interval: float | None = None,
+        started_at: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.workflow_run_id = workflow_run_id
@@ -81,8 +103,10 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         if not float(poll_interval) > 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
         self.poll_interval = float(poll_interval)
+        self.max_poll_interval = resolve_max_poll_interval(self.poll_interval, max_poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
         self.dashboard_url = dashboard_url
+        self.started_at = float(started_at) if started_at is not None else time.time()
         self._hook: CoverbaseHook | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -95,8 +119,14 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "dashboard_url": self.dashboard_url,
+                "max_poll_interval": self.max_poll_interval,
+                "started_at": self.started_at,
             },
         )
+
+    def next_interval(self, run: WorkflowRun | None, now: float) -> float:
+        """Seconds until the next poll, from the run's age (see :func:`poll_interval_for`)."""
+        return poll_interval_for(run_age(run, self.started_at, now), self.poll_interval, self.max_poll_interval)
 
     def _event(self, status: str, message: str, run: WorkflowRun | None, retryable: bool = False) -> TriggerEvent:
         event = WorkflowRunEvent(
@@ -115,9 +145,23 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         last: WorkflowRun | None = None
         errors = 0
         try:
+            client = await self._hook.get_async_client()
+            call = client.prepare_get_workflow_run(self.workflow_run_id)  # built once, sent every poll
+            # The first poll at a random point of the first interval: spreads triggers deferred together.
+            pause = random.random() * self.next_interval(None, started)  # noqa: S311  # jitter, not crypto
+            polled = False
             while True:
+                now = time.time()
+                if self.deadline is not None:
+                    if polled and now >= self.deadline:
+                        message = str(timeout_error(self.workflow_run_id, now - started, last, self.dashboard_url))
+                        yield self._event("timeout", message, last)
+                        return
+                    pause = min(pause, max(0.0, self.deadline - now))
+                await asyncio.sleep(pause)
+                polled = True
                 try:
-                    current = await self._hook.aget_workflow_run(self.workflow_run_id)
+                    current = await client.send(call)
                 except CoverbaseError as exc:
                     if not exc.retryable:
                         yield self._event("error", str(exc), last, retryable=False)
@@ -129,29 +173,23 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                         return
                     # Back off from the poll interval, doubling per failure: no hot loop, however short it is.
                     pause = min(MAX_ERROR_BACKOFF, self.poll_interval * 2.0 ** (errors - 1))
+                    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                        pause = max(pause, exc.retry_after)
                     self.log.warning(
                         "Polling Coverbase failed (%d in a row), next try in %.0f s: %s", errors, pause, exc
                     )
-                else:
-                    errors = 0
-                    for line in progress_lines(last, current, self.dashboard_url):
-                        self.log.info("%s", line)
-                    last = current
-                    if current.is_terminal:
-                        error = outcome_error(current, self.dashboard_url)
-                        status = "completed" if current.status == WorkflowRunStatus.COMPLETED else current.status.value
-                        message = str(error) if error else f"Coverbase run {self.workflow_run_id} completed"
-                        yield self._event(status, message, current)
-                        return
-                    pause = self.poll_interval
-                now = time.time()
-                if self.deadline is not None and now >= self.deadline:
-                    message = str(timeout_error(self.workflow_run_id, now - started, last, self.dashboard_url))
-                    yield self._event("timeout", message, last)
+                    continue
+                errors = 0
+                for line in progress_lines(last, current, self.dashboard_url):
+                    self.log.info("%s", line)
+                last = current
+                if current.is_terminal:
+                    error = outcome_error(current, self.dashboard_url)
+                    status = "completed" if current.status == WorkflowRunStatus.COMPLETED else current.status.value
+                    message = str(error) if error else f"Coverbase run {self.workflow_run_id} completed"
+                    yield self._event(status, message, current)
                     return
-                if self.deadline is not None:
-                    pause = min(pause, max(0.0, self.deadline - now))
-                await asyncio.sleep(pause)
+                pause = self.next_interval(current, time.time())
         finally:
             await self._close()
 

@@ -26,7 +26,9 @@ async def events(trigger: CoverbaseWorkflowRunTrigger) -> list[WorkflowRunEvent]
 
 
 def test_serialize_round_trip() -> None:
-    trigger = CoverbaseWorkflowRunTrigger("cbwr_1", "my_conn", poll_interval=5, deadline=1.5e9, dashboard_url="u")
+    trigger = CoverbaseWorkflowRunTrigger(
+        "cbwr_1", "my_conn", poll_interval=5, deadline=1.5e9, dashboard_url="u", max_poll_interval=600, started_at=1e9
+    )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_coverbase.triggers.coverbase.CoverbaseWorkflowRunTrigger"
     assert kwargs == {
@@ -35,11 +37,39 @@ def test_serialize_round_trip() -> None:
         "poll_interval": 5.0,
         "deadline": 1.5e9,
         "dashboard_url": "u",
+        "max_poll_interval": 600.0,
+        "started_at": 1e9,
     }
     json.dumps(kwargs)
     assert CoverbaseWorkflowRunTrigger(**kwargs).serialize() == (classpath, kwargs)
     with pytest.raises(ValueError, match="poll_interval must be positive"):
         CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=0)
+    with pytest.raises(ValueError, match="must be at least poll_interval"):
+        CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=60, max_poll_interval=30)
+
+
+def test_kwargs_serialised_before_adaptive_polling_still_load() -> None:
+    """A trigger row written by an older provider (no max_poll_interval, no started_at) deserialises."""
+    old = {"workflow_run_id": "cbwr_1", "coverbase_conn_id": "c", "poll_interval": 30.0, "deadline": None}
+    before = time.time()
+    trigger = CoverbaseWorkflowRunTrigger(**old, dashboard_url=None)
+    assert trigger.max_poll_interval == 1800.0  # the default
+    assert trigger.started_at >= before
+    assert trigger.serialize()[1]["max_poll_interval"] == 1800.0
+    # A poll interval above the default longest one is kept as the longest one.
+    assert CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=3600).max_poll_interval == 3600.0
+
+
+def test_a_restarted_trigger_keeps_the_pace_of_an_old_run() -> None:
+    """The schedule follows started_at (serialised), so a triggerer restart does not poll fast again."""
+    ten_days_ago = time.time() - 10 * 86400
+    first = CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=30, started_at=ten_days_ago)
+    restarted = CoverbaseWorkflowRunTrigger(**first.serialize()[1])
+    assert restarted.next_interval(None, time.time()) == 1800.0
+    # A fresh run polls at poll_interval; fixed polling stays fixed whatever the age.
+    assert CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=30).next_interval(None, time.time()) == 30.0
+    fixed = CoverbaseWorkflowRunTrigger("cbwr_1", poll_interval=30, max_poll_interval=30, started_at=ten_days_ago)
+    assert fixed.next_interval(None, time.time()) == 30.0
 
 
 @pytest.mark.parametrize(

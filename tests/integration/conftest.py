@@ -38,7 +38,13 @@ class Api(DualClient):
         **client_kwargs: Any,
     ) -> None:
         self.emulator = emulator
-        kwargs: dict[str, Any] = {"base_url": emulator.base_url, "retry": RETRY, "rng": lambda: 0.0}
+        # No request pacing: scenarios send bursts in no fake time; the budget has tests of its own.
+        kwargs: dict[str, Any] = {
+            "base_url": emulator.base_url,
+            "retry": RETRY,
+            "rng": lambda: 0.0,
+            "max_requests_per_second": 0,
+        }
         kwargs.update(client_kwargs)
         super().__init__(
             kind,
