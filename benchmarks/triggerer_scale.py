@@ -1248,12 +1248,16 @@ def round_fortnight(bench: Bench) -> dict[str, Any]:
     with bench.server(args.tls) as (counters, port):
         process = bench.spawn(
             bench.worker_argv(KINDS["ours"], "fortnight", counters, 1, 30.0),
-            bench.worker_env(KINDS["ours"], port, False),
+            {
+                **bench.worker_env(KINDS["ours"], port, False),
+                "AIRFLOW_CONN_COVERBASE_BENCH": json.dumps(KINDS["ours"].connection(port, False, args.fortnight_extra)),
+            },
         )
         result = bench.collect(process, args.worker_timeout)
     print(
         "\n### One run per length on a simulated clock, ours with its default settings "
-        f"(trigger kwargs {json.dumps(args.ours_kwargs)})\n"
+        f"(trigger kwargs {json.dumps(args.ours_kwargs)}, connection extra {json.dumps(args.fortnight_extra)}); "
+        "each run ends just after a poll (the worst case of fixed polling)\n"
     )
     rows = []
     for row in result.get("rows", []):
@@ -1347,6 +1351,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ours-kwargs", type=json.loads, default={}, help="extra trigger kwargs for ours (JSON)")
     parser.add_argument(
         "--ours-extra", type=json.loads, default={}, help="our connection's extra in the scale and error rounds (JSON)"
+    )
+    parser.add_argument(
+        "--fortnight-extra",
+        type=json.loads,
+        default={},
+        help="our connection's extra in the simulated-clock round (JSON; a budget there reads the real clock)",
     )
     parser.add_argument(
         "--limit-extra", type=json.loads, default={}, help="our connection's extra in the 429 round (default: none)"
