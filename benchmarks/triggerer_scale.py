@@ -451,6 +451,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def summarize_event(payload: Any) -> str:
     if isinstance(payload, dict):
+        if payload.get("status") == "error" and payload.get("message"):
+            return f"error ({str(payload['message'])[:60]})"
         if "status" in payload:
             return str(payload["status"])
         if "run_state" in payload:
@@ -527,10 +529,16 @@ async def wait_until(predicate: Callable[[], bool], within: float, step: float =
     return True
 
 
-async def start_fleet(kind: Kind, n: int, poll: float, counters: Counters, ours_kwargs: dict[str, Any]) -> Fleet:
+async def start_fleet(
+    kind: Kind, n: int, poll: float, counters: Counters, ours_kwargs: dict[str, Any], stagger: float = 0.0
+) -> Fleet:
+    """Build and start ``n`` triggers: all at once (a triggerer restart), or spread over ``stagger`` s."""
     fleet = Fleet(n)
     specs = [(kind.classpath, kind.kwargs(i, poll, ours_kwargs)) for i in range(n)]
+    began = time.monotonic()
     for i, (classpath, kwargs) in enumerate(specs):
+        if stagger > 0:
+            await asyncio.sleep(max(0.0, began + stagger * i / n - time.monotonic()))
         fleet.tasks.append(asyncio.create_task(drive(build_trigger(classpath, kwargs), i, fleet)))
     return fleet
 
@@ -550,7 +558,7 @@ async def worker_scale(args: argparse.Namespace, counters: Counters) -> dict[str
     rss_before = rss_mb()
     cpu0, wall0, perf0 = time.process_time(), time.time(), time.perf_counter()
     counters[STARTED_AT] = wall0
-    fleet = await start_fleet(kind, n, poll, counters, args.ours_kwargs)
+    fleet = await start_fleet(kind, n, poll, counters, args.ours_kwargs, poll if args.stagger else 0.0)
     fleet.lag = fleet_holder.lag
     all_polled = await wait_until(lambda: counters[REQUESTS] >= n or fleet.finished() >= n, args.setup_timeout)
     all_polled = all_polled and counters[REQUESTS] >= n
@@ -815,6 +823,7 @@ class Bench:
             json.dumps(a.ours_kwargs),
             "--log-level",
             a.log_level,
+            *(["--stagger"] if a.stagger else []),
             "--check-dir",
             str(self.workdir),
         ]
@@ -1348,6 +1357,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fortnight-ages", type=_floats, default=[600.0, 3600.0, 86400.0, 14 * 86400.0], help="run lengths in seconds"
     )
     parser.add_argument("--tls", action="store_true", help="every kind over TLS (dbt always is)")
+    parser.add_argument(
+        "--stagger",
+        action="store_true",
+        help="scale round: start the triggers evenly over one poll interval instead of all at once",
+    )
     parser.add_argument("--ours-kwargs", type=json.loads, default={}, help="extra trigger kwargs for ours (JSON)")
     parser.add_argument(
         "--ours-extra", type=json.loads, default={}, help="our connection's extra in the scale and error rounds (JSON)"
