@@ -537,8 +537,8 @@ async def start_fleet(
     specs = [(kind.classpath, kind.kwargs(i, poll, ours_kwargs)) for i in range(n)]
     began = time.monotonic()
     for i, (classpath, kwargs) in enumerate(specs):
-        if stagger > 0:
-            await asyncio.sleep(max(0.0, began + stagger * i / n - time.monotonic()))
+        # Like the triggerer's create_triggers(): let the loop run between two new triggers.
+        await asyncio.sleep(max(0.0, began + stagger * i / n - time.monotonic()) if stagger > 0 else 0)
         fleet.tasks.append(asyncio.create_task(drive(build_trigger(classpath, kwargs), i, fleet)))
     return fleet
 
