@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_load.py
 
 ## make bench-triggers: N waiting triggers in one event loop, ours beside the peer providers' triggers
-## (installs the bench extra; about 25 min; BENCH_ARGS=--quick for a few minutes, --help for the flags).
+## (installs the bench extra; about 40 min; BENCH_ARGS=--quick for about 10, --help for the flags).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
