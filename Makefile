@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit demo airflow emulator bench bench-triggers clean
+.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 ## make test: lint, format check, the async client in sync with the sync one, mypy --strict, pytest.
@@ -22,6 +22,23 @@ test: $(STAMP)
 	$(BIN)/mypy --strict
 	$(BIN)/pytest
 
+## make test-airflow-3.2: the oldest supported Airflow. A separate venv installed with
+## constraints/airflow-3.2.txt; unit and integration tests, then one example DAG end to end (dag.test()).
+AF32_VENV  := .venv-airflow-3.2
+AF32_STAMP := $(AF32_VENV)/.installed
+
+$(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml
+	rm -rf $(AF32_VENV)
+	$(PYTHON) -m venv $(AF32_VENV)
+	$(AF32_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio
+	touch $(AF32_STAMP)
+
+test-airflow-3.2: $(AF32_STAMP)
+	$(AF32_VENV)/bin/python -c 'import airflow; assert airflow.__version__.startswith("3.2."), airflow.__version__; print("Airflow", airflow.__version__)'
+	$(AF32_VENV)/bin/python -m pytest -q -m "not e2e"
+	$(AF32_VENV)/bin/python -m pytest -q tests/e2e/test_example_dags.py::test_quarterly_sweep_dag
+
 ## make demo: the quarterly sweep DAG, run for real (airflow dags test) against the local emulator.
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -29,6 +46,12 @@ demo: $(STAMP)
 ## make airflow: airflow standalone plus the emulator, to click around in the UI (Ctrl-C stops both).
 airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_ui.py
+
+## make ui-check: Airflow standalone and the emulator, driven in headless Chromium (Playwright): the
+## connection form, its Test button, the quarterly sweep, its run link while deferred, its log. Not in CI.
+ui-check: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[ui-check]'
+	$(BIN)/python scripts/ui_check.py
 
 ## make emulator: the emulator alone, on port 8900.
 emulator: $(STAMP)
@@ -38,11 +61,18 @@ emulator: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_load.py
 
+## make dist-check: build the sdist and the wheel (isolated build), twine check, check their contents.
+dist-check: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py dist
+
 ## make bench-triggers: N waiting triggers in one event loop, ours beside the peer providers' triggers
 ## (installs the bench extra; about 40 min; BENCH_ARGS=--quick for about 10, --help for the flags).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench-triggers: $(BENCH_STAMP)
@@ -59,4 +89,4 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not e2e"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .airflow-home .demo
+	rm -rf $(VENV) $(AF32_VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist

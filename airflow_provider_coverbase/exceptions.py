@@ -3,18 +3,20 @@
 ```
 CoverbaseError                          base: catch-all for callers
 ├── CoverbaseConfigError                bad settings or arguments, raised before any request
-│   └── InvalidInputError               workflow input that cannot be sent (not JSON, not an object)
+│   └── InvalidInputError               the workflow input is wrong: catch this one for both cases
+│       └── (InputRejectedError)        ... including the server's ``400 invalid_input`` (see below)
 ├── CoverbaseConnectionError            no HTTP response at all (request never answered)
 │   └── CoverbaseTimeoutError           connect/read/write/pool timeout
 ├── CoverbaseAPIError                   the API answered with an error status
-│   ├── BadRequestError          400    e.g. legacy ``invalid_input``
+│   ├── BadRequestError          400
+│   │   └── InputRejectedError          legacy ``invalid_input``; also an ``InvalidInputError``
 │   ├── AuthenticationError      401    invalid, expired or revoked API key
 │   ├── PermissionDeniedError    403    missing credential (V3), scope, IP allowlist
-│   ├── NotFoundError            404    unknown workflow, or a run of another org
+│   ├── NotFoundError            404    unknown workflow, a run of another org, or a wrong base URL
 │   ├── ConflictError            409
 │   │   ├── WorkflowDisabledError       ``workflow_disabled`` (current API)
-│   │   ├── IdempotencyConflictError    legacy ``idempotency_conflict`` without the original run
-│   │   └── IdempotencyKeyReusedError   the key already started a run of another workflow
+│   │   ├── IdempotencyConflictError    ``idempotency_conflict`` whose body carries no run
+│   │   └── IdempotencyKeyReusedError   a replay returned a run of another workflow
 │   ├── UnprocessableEntityError 422    request validation (``detail`` is a list)
 │   ├── RateLimitError           429    raised only once retries are spent
 │   └── ServerError              5xx    raised only once retries are spent
@@ -25,6 +27,27 @@ CoverbaseError                          base: catch-all for callers
     ├── WorkflowRunCancelled
     └── WorkflowRunTimedOut             our own deadline passed while the run was still going
 ```
+
+What the client accepts instead of raising:
+
+- **A 409 on a run-starting call whose body carries a run** is the replayed original run, whatever
+  the envelope: ``workflow_run_id`` at the top level (the original body as it was, or a flat
+  ``{"code", "message", "workflow_run_id"}``), or under ``workflow_run``, ``original_response``,
+  ``run``, ``data`` or ``detail`` (also inside ``detail``/``error``). When that run has no
+  ``status``, the client reads it with one GET. A 409 ``idempotency_conflict`` without a run raises
+  :class:`IdempotencyConflictError`, which is never retried: the run exists.
+- **Error envelopes**: ``detail`` as an object, a list (422) or a string; a flat ``{"code",
+  "message"}``; or ``{"error": {"code", "message"}}``.
+- **Retry hints**: the ``Retry-After`` header (seconds or an HTTP date), else ``retry_after`` at the
+  top level of the body or under ``detail`` or ``error``, as a number or a numeric string.
+- **Reused keys**: :class:`IdempotencyKeyReusedError` is raised only where a replay was possible (a
+  key the caller chose or derived, a retry of the call, or a 409 replay) and the run's workflow is
+  really another one: names are compared ignoring letter case, Unicode normal form (NFKC) and runs of
+  whitespace, since the server's own name resolution may change those; definition ids are opaque
+  and compared exactly. With a key the client generated, the first attempt cannot be a replay.
+- **A 404 without a Coverbase error code** (for example ``{"detail": "Not Found"}`` from a router or
+  a proxy) is a :class:`NotFoundError` whose message says the base URL may be wrong and shows the
+  URL that was called.
 
 Messages are built from the status, the API's ``code``/``message``, the request path and what the
 caller was doing. They never contain the API key: the key travels only in the ``Authorization``
@@ -47,6 +70,7 @@ __all__ = [
     "CoverbaseTimeoutError",
     "IdempotencyConflictError",
     "IdempotencyKeyReusedError",
+    "InputRejectedError",
     "InvalidInputError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -85,7 +109,13 @@ class CoverbaseConfigError(CoverbaseError, ValueError):
 
 
 class InvalidInputError(CoverbaseConfigError):
-    """Workflow input that cannot be sent: not a JSON object, or a value JSON cannot encode."""
+    """The workflow input is wrong. Catch this one class for "fix the input".
+
+    Raised before any request when the input is not a JSON object or holds a value JSON cannot
+    encode (``path`` names where). The server's ``400 invalid_input`` raises
+    :class:`InputRejectedError`, which is both a :class:`BadRequestError` and an ``InvalidInputError``:
+    only then was the input sent.
+    """
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
@@ -148,7 +178,17 @@ class CoverbaseAPIError(CoverbaseError):
 
 
 class BadRequestError(CoverbaseAPIError):
-    """400: the request is wrong; the legacy API answers ``invalid_input`` here."""
+    """400: the request is wrong; the legacy API's ``invalid_input`` is :class:`InputRejectedError`."""
+
+
+class InputRejectedError(BadRequestError, InvalidInputError):  # type: ignore[misc]  # ``path``: see below
+    """400 ``invalid_input`` (legacy API): the server checked the input against the workflow's schema.
+
+    Both a :class:`BadRequestError` (an API answer, with ``status_code``, ``code``, ``api_message``) and
+    an :class:`InvalidInputError`, so ``except InvalidInputError`` catches the client's own check and
+    the server's alike. As on every API error, ``path`` is the request path here, not a key path in
+    the input: the server's message (``api_message``) says where the input is wrong.
+    """
 
 
 class AuthenticationError(CoverbaseAPIError):
@@ -160,7 +200,11 @@ class PermissionDeniedError(CoverbaseAPIError):
 
 
 class NotFoundError(CoverbaseAPIError):
-    """404: unknown workflow or run (a run of another org is reported as not found too)."""
+    """404: unknown workflow or run (a run of another org is reported as not found too).
+
+    A 404 without a Coverbase error code did not come from Coverbase's routes: its message says the
+    base URL may be wrong and shows the URL that was called.
+    """
 
 
 class ConflictError(CoverbaseAPIError):
@@ -172,11 +216,18 @@ class WorkflowDisabledError(ConflictError):
 
 
 class IdempotencyConflictError(ConflictError):
-    """409 ``idempotency_conflict`` whose body did not carry the original run."""
+    """409 ``idempotency_conflict`` whose body did not carry the original run.
+
+    The run exists (the key started it), so this is never retried as if no run existed; the message
+    gives the key and says how to find the run or start a new one.
+    """
 
 
 class IdempotencyKeyReusedError(ConflictError):
-    """The idempotency key already started a run of *another* workflow (one key covers every name)."""
+    """A replay returned a run of *another* workflow: the key was used before (one key covers every name).
+
+    Raised only where a replay was possible; see the module docstring for how names are compared.
+    """
 
 
 class UnprocessableEntityError(CoverbaseAPIError):

@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -104,7 +104,10 @@ class WorkflowRunStep(_ApiModel):
 class WorkflowRun(_ApiModel):
     """A workflow run, as returned by the run, get and list endpoints of either API contract.
 
-    Timestamps are timezone-aware UTC datetimes (the API sends Unix seconds).
+    Timestamps are timezone-aware UTC datetimes (the API sends Unix seconds). The legacy page's
+    field list for ``GET /v1/workflows/runs/{id}`` has no ``workflow_run_id``: validated with the
+    context ``{"workflow_run_id": ...}`` (the client passes the id it asked for), a body without it
+    gets that id instead of failing. ``workflow_name`` may be missing or ``null``.
     """
 
     workflow_run_id: str
@@ -124,12 +127,17 @@ class WorkflowRun(_ApiModel):
     steps: list[WorkflowRunStep] | None = None
     #: Current API list items only.
     step_count: int | None = None
+    _replayed: bool = PrivateAttr(default=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _keep_api_status(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "api_status" not in data and "status" in data:
-            data = {**data, "api_status": str(data["status"])}
+    def _keep_api_status(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            requested = info.context.get("workflow_run_id") if isinstance(info.context, dict) else None
+            if requested and not data.get("workflow_run_id"):
+                data = {**data, "workflow_run_id": requested}
+            if "api_status" not in data and "status" in data:
+                data = {**data, "api_status": str(data["status"])}
         return data
 
     @field_validator("status", mode="before")
@@ -161,8 +169,38 @@ class WorkflowRun(_ApiModel):
         failed = [step for step in self.steps or () if step.status == "failed"]
         return failed[-1] if failed else None
 
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the run failed or was cancelled, when the API says so; ``None`` otherwise.
+
+        Current API: the failed step's message. Legacy API (the page documents no such field, so
+        any of them is read): ``error`` (a string, or an object with ``message``), ``error_message``,
+        ``failure_reason``, ``failure_message``, ``reason``, ``status_reason`` or ``message``.
+        """
+        extra = self.model_extra or {}
+        for key in _REASON_FIELDS:
+            value = extra.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or value.get("detail") or value.get("code")
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        failed = self.failed_step
+        if failed is not None and failed.message:
+            return failed.message
+        return None
+
+    @property
+    def replayed(self) -> bool:
+        """True when the API answered the call that returned this run with a replay of a run an
+        *earlier* call started under the same idempotency key (a legacy 409 on the call's first
+        attempt). False otherwise, including every current-API replay: its verbatim 201 cannot be
+        told apart from a new run.
+        """
+        return self._replayed
+
     def to_summary(self) -> dict[str, Any]:
-        """The run as JSON-safe data for XCom and trigger events: id, name, status, checkpoints, steps, output."""
+        """The run as JSON-safe data for XCom and trigger events: id, name, status, checkpoints, steps, output
+        and the failure reason."""
         return {
             "workflow_run_id": self.workflow_run_id,
             "workflow_name": self.workflow_name,
@@ -174,7 +212,19 @@ class WorkflowRun(_ApiModel):
             "checkpoints": self.checkpoints,
             "steps": [step.model_dump(mode="json") for step in self.steps or ()],
             "output": self.output,
+            "failure_reason": self.failure_reason,
         }
+
+
+_REASON_FIELDS = (
+    "error",
+    "error_message",
+    "failure_reason",
+    "failure_message",
+    "reason",
+    "status_reason",
+    "message",
+)
 
 
 class WorkflowRunList(_ApiModel):

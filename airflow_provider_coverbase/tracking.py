@@ -8,6 +8,11 @@
 - :func:`derive_idempotency_key`: the exactly-once key of one task instance's run.
 - :func:`poll_interval_for`, :func:`run_age`, :func:`resolve_max_poll_interval`: the adaptive
   polling schedule, one pure function of the run's age for every waiting mode.
+
+Every line that holds a URL puts the run id and the URL first and keeps whitespace on both sides of
+the URL: Airflow's log view turns ``http...`` after whitespace into a link that runs to the next
+whitespace (so ``(url)`` or ``url.`` would link a wrong URL), and it cuts long lines in its default
+view, so the long parts (workflow name, reason, output) come last.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ __all__ = [
     "POLL_AGE_FRACTION",
     "derive_idempotency_key",
     "describe_run",
+    "linked",
     "outcome_error",
     "poll_interval_for",
     "progress_lines",
@@ -91,6 +97,19 @@ def describe_run(run: WorkflowRun) -> str:
     return f"run {run.workflow_run_id}{name}"
 
 
+def linked(url: str | None, before: str = ": ") -> str:
+    """``before`` + the URL + one space, or nothing without a URL.
+
+    What follows must start right after that space: nothing may touch the URL (see the module
+    docstring). At the very end of a line, strip the trailing space.
+    """
+    return f"{before}{url} " if url else " "
+
+
+def _workflow(run: WorkflowRun) -> str:
+    return f"workflow '{run.workflow_name}'" if run.workflow_name else ""
+
+
 def _step_results(run: WorkflowRun) -> dict[str, tuple[str, str | None, str | None]]:
     results: dict[str, tuple[str, str | None, str | None]] = {}
     for index, step in enumerate(run.steps or ()):
@@ -102,13 +121,14 @@ def _step_results(run: WorkflowRun) -> dict[str, tuple[str, str | None, str | No
 def progress_lines(previous: WorkflowRun | None, current: WorkflowRun, url: str | None = None) -> list[str]:
     """Lines describing what is new in ``current`` since ``previous`` (``None``: the first reading)."""
     lines: list[str] = []
-    where = f" ({url})" if url else ""
     status_line = None
     if previous is None or previous.status != current.status:
-        spelled = current.status.value
-        if current.api_status != spelled:
-            spelled = f"{spelled} (API: {current.api_status})"
-        status_line = f"Coverbase {describe_run(current)} status: {spelled}{where}"
+        notes = [f"API: {current.api_status}"] if current.api_status != current.status.value else []
+        if current.workflow_name:
+            notes.append(f"workflow '{current.workflow_name}'")
+        after = f"({', '.join(notes)})" if notes else ""
+        status_line = f"Coverbase run {current.workflow_run_id}: {current.status.value}{linked(url, ', see ')}{after}"
+        status_line = status_line.rstrip()
     seen = previous.checkpoints if previous is not None else []
     checkpoints = current.checkpoints
     # Checkpoints only grow; if the list was rewritten, report from the first difference.
@@ -130,19 +150,28 @@ def progress_lines(previous: WorkflowRun | None, current: WorkflowRun, url: str 
 
 
 def outcome_error(run: WorkflowRun, url: str | None = None) -> WorkflowRunError | None:
-    """The error a terminal run means, or ``None`` for a completed (or still running) run."""
+    """The error a terminal run means, or ``None`` for a completed (or still running) run.
+
+    ``Coverbase run <id> ended failed: <url> It failed after checkpoint vendors_selected, at step
+    'send': SMTP down. Workflow: 'sweep'.``: the run and its link first, then where it stopped (the
+    last checkpoint reached, which did not fail itself), then the reason when the API gives one
+    (:attr:`WorkflowRun.failure_reason`), then the workflow.
+    """
     if run.status not in (WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED):
         return None
-    parts = [f"Coverbase {describe_run(run)} ended {run.api_status}"]
-    failed = run.failed_step
-    if failed is not None:
-        parts.append(f"failed step '{failed.label}': {failed.message or 'no message'}")
+    failed = run.status == WorkflowRunStatus.FAILED
     checkpoints = run.checkpoints
-    parts.append(f"last checkpoint: {checkpoints[-1]}" if checkpoints else "no checkpoint reached")
-    if url:
-        parts.append(f"see {url}")
-    cls = WorkflowRunFailed if run.status == WorkflowRunStatus.FAILED else WorkflowRunCancelled
-    return cls("; ".join(parts), workflow_run_id=run.workflow_run_id, status=run.status.value)
+    where = f"after checkpoint {checkpoints[-1]}" if checkpoints else "before reaching any checkpoint"
+    step = run.failed_step
+    at_step = f", at step '{step.label}'" if step is not None else ""
+    reason = run.failure_reason
+    why = f": {reason.rstrip('.')}." if reason else ("; Coverbase gave no reason." if failed else ".")
+    sentence = f"It {'failed' if failed else 'was cancelled'} {where}{at_step}{why}"
+    name = f" Workflow: '{run.workflow_name}'." if run.workflow_name else ""
+    head = f"Coverbase run {run.workflow_run_id} ended {run.api_status}"
+    message = f"{head}{linked(url)}{sentence}{name}" if url else f"{head}. {sentence}{name}"
+    cls = WorkflowRunFailed if failed else WorkflowRunCancelled
+    return cls(message, workflow_run_id=run.workflow_run_id, status=run.status.value)
 
 
 def timeout_error(
@@ -152,12 +181,11 @@ def timeout_error(
     status = last.api_status if last is not None else "unknown"
     checkpoint = ""
     if last is not None and last.checkpoints:
-        checkpoint = f", last checkpoint: {last.checkpoints[-1]}"
-    where = f"; see {url}" if url else ""
+        checkpoint = f", last checkpoint {last.checkpoints[-1]}"
+    head = f"stopped waiting for Coverbase run {workflow_run_id} after {waited_seconds:.0f} s"
     return WorkflowRunTimedOut(
-        f"stopped waiting for Coverbase workflow run {workflow_run_id} after {waited_seconds:.0f} s; "
-        f"the run is still going in Coverbase (status {status}{checkpoint}). Coverbase has no API to "
-        f"cancel it. Raise `timeout` to wait longer{where}",
+        f"{head}{linked(url) if url else '. '}The run is still going in Coverbase (status {status}{checkpoint}). "
+        "Coverbase has no API to cancel it. Raise `timeout` to wait longer.",
         workflow_run_id=workflow_run_id,
         status=status,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,8 +34,8 @@ def main() -> int:
     conn = ""
     for line in emulator.stdout:
         print(f"[emulator] {line.rstrip()}")
-        if line.startswith("AIRFLOW_CONN_COVERBASE_DEFAULT="):
-            conn = line.split("=", 1)[1].strip().strip("'")
+        if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="):
+            conn = shlex.split(line.removeprefix("export "))[0].split("=", 1)[1]
             break
     if not conn:
         emulator.kill()

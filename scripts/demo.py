@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,8 +39,8 @@ def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
     for line in process.stdout:
         if line.startswith("Base URL: "):
             base_url = line.split(": ", 1)[1].strip()
-        if line.startswith("AIRFLOW_CONN_COVERBASE_DEFAULT="):
-            conn = line.split("=", 1)[1].strip().strip("'")
+        if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="):
+            conn = shlex.split(line.removeprefix("export "))[0].split("=", 1)[1]
             break
     if not base_url or not conn:
         process.kill()
@@ -48,15 +49,21 @@ def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
 
 
 def show_run(base_url: str, api_key: str) -> None:
-    """Print the sweep's run as the emulator has it, read with the provider's own client."""
+    """Print the sweep's run as the emulator has it, read with the provider's own client.
+
+    The run is found through the emulator's admin API: the legacy contract has no list endpoint.
+    """
+    import httpx
+
     from airflow_provider_coverbase.client import CoverbaseClient
 
+    runs = httpx.get(f"{base_url}/_emulator/runs", timeout=10).json()["data"]
+    sweeps = [r["workflow_run_id"] for r in runs if r.get("workflow_name") == "quarterly-privacy-sweep"]
+    if not sweeps:
+        print("No Coverbase run was started.")
+        return
     with CoverbaseClient(api_key, base_url=base_url) as client:
-        page = client.list_workflow_runs(workflow_name="quarterly-privacy-sweep", limit=1)
-        if not page.data:
-            print("No Coverbase run was started.")
-            return
-        run = client.get_workflow_run(page.data[0].workflow_run_id)
+        run = client.get_workflow_run(sweeps[-1])
     print()
     print(f"Coverbase run {run.workflow_run_id} ({run.workflow_name}): {run.status.value}")
     for number, name in enumerate(run.checkpoints, start=1):

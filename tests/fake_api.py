@@ -55,6 +55,15 @@ class FakeCoverbaseAPI:
         self.script: deque[ScriptItem] = deque()
         self.requests: list[httpx.Request] = []
         self.lose_next_response = 0
+        #: Legacy replays: how a 409 carries the original run. ``detail`` (the error envelope plus the
+        #: run's fields at the top level), ``bare`` (the original body as it was), ``flat`` (``code``,
+        #: ``message`` and ``workflow_run_id`` only), ``nested`` (the run under
+        #: ``detail.original_response``) or ``none`` (no run at all).
+        self.conflict_shape = "detail"
+        #: GET run bodies without ``workflow_run_id`` and ``workflow_name`` (the legacy page's field list).
+        self.sparse_get = False
+        #: Resolve workflow names ignoring letter case, echoing the stored spelling.
+        self.case_insensitive_names = False
         self._ids = itertools.count(1)
 
     # ---- helpers for tests -------------------------------------------------------------
@@ -135,10 +144,16 @@ class FakeCoverbaseAPI:
             run = self.runs.get(unquote(parts[4]))
             if run is None or run.org != org:
                 return self._error(404, "workflow_run_not_found", "Workflow run not found.")
-            return httpx.Response(200, json=self.run_json(run))
+            body = self.run_json(run)
+            if self.sparse_get:
+                del body["workflow_run_id"], body["workflow_name"]
+            return httpx.Response(200, json=body)
         if method == "GET" and parts[1:] == ["v1", "workflows", "runs"]:
             params = request.url.params
             runs = [r for r in self.runs.values() if r.org == org]
+            name = params.get("workflow_name")
+            if self.dialect == "current" and name is not None and name not in self.workflows:
+                return self._error(404, "workflow_not_found", f"Workflow '{name}' not found.")
             if "workflow_name" in params:
                 runs = [r for r in runs if r.name == params["workflow_name"]]
             statuses = params.get_list("status")
@@ -157,24 +172,28 @@ class FakeCoverbaseAPI:
             )
         return httpx.Response(404, json={"detail": "Not Found"})
 
+    def _conflict(self, original: dict[str, Any]) -> dict[str, Any]:
+        code = "idempotency_conflict"
+        message = "A run already exists for this idempotency key. The original response is returned."
+        if self.conflict_shape == "bare":
+            return original
+        if self.conflict_shape == "flat":
+            return {"code": code, "message": message, "workflow_run_id": original["workflow_run_id"]}
+        if self.conflict_shape == "nested":
+            return {"detail": {"code": code, "message": message, "original_response": original}}
+        if self.conflict_shape == "none":
+            return {"detail": {"code": code, "message": message}}
+        return {"detail": {"code": code, "message": message}, **original}
+
     def _start(self, request: httpx.Request, org: str, name: str, route: str) -> httpx.Response:
         key = request.headers.get("idempotency-key")
         if key is not None and (org, route, key) in self.idempotency:
             status, body = self.idempotency[(org, route, key)]
             if self.dialect == "legacy":
-                original = json.loads(body)
-                return httpx.Response(
-                    409,
-                    json={
-                        "detail": {
-                            "code": "idempotency_conflict",
-                            "message": "A run already exists for this idempotency key. "
-                            "The original response is returned.",
-                        },
-                        **original,
-                    },
-                )
+                return httpx.Response(409, json=self._conflict(json.loads(body)))
             return httpx.Response(status, content=body, headers={"content-type": "application/json"})
+        if self.case_insensitive_names:
+            name = next((known for known in self.workflows if known.casefold() == name.casefold()), name)
         workflow = self.workflows.get(name)
         if workflow is None:
             return self._error(404, "workflow_not_found", f"Workflow '{name}' not found.")

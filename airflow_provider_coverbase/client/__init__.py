@@ -18,7 +18,7 @@ from airflow_provider_coverbase.client._config import (
     ClientConfig,
     RetryPolicy,
 )
-from airflow_provider_coverbase.client._core import RunListFilters, check_json_object
+from airflow_provider_coverbase.client._core import RunListFilters, check_json_object, is_missing_list_endpoint
 from airflow_provider_coverbase.client._shared import ShardedAsyncTransport, SharedClients, shared_clients
 from airflow_provider_coverbase.client._sync import CoverbaseClient
 
@@ -39,5 +39,6 @@ __all__ = [
     "ShardedAsyncTransport",
     "SharedClients",
     "check_json_object",
+    "is_missing_list_endpoint",
     "shared_clients",
 ]

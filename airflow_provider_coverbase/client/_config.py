@@ -11,6 +11,18 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_coverbase.defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DASHBOARD_RUN_PATH,
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_KEEPALIVE_EXPIRY,
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_TIMEOUT,
+)
 from airflow_provider_coverbase.exceptions import (
     CoverbaseAPIError,
     CoverbaseConfigError,
@@ -24,30 +36,13 @@ __all__ = [
     "DEFAULT_DASHBOARD_URL",
     "DEFAULT_KEEPALIVE_EXPIRY",
     "DEFAULT_MAX_REQUESTS_PER_SECOND",
+    "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "ClientConfig",
     "RetryPolicy",
     "is_loopback_host",
     "parse_retry_after",
 ]
-
-DEFAULT_BASE_URL = "https://api.coverbase.app"
-#: Where runs are shown to people. Not documented by the API reference: override it per connection.
-DEFAULT_DASHBOARD_URL = "https://dashboard.coverbase.app"
-DEFAULT_DASHBOARD_RUN_PATH = "/workflows/runs/{workflow_run_id}"
-#: Seconds to wait for a response (read/write/pool). A run-starting POST returns once the run exists.
-DEFAULT_TIMEOUT = 30.0
-#: Seconds to wait for the TCP/TLS connection.
-DEFAULT_CONNECT_TIMEOUT = 10.0
-#: Requests per second one process sends through one connection (all its triggers together).
-#: Coverbase documents no rate limit; 25/s with a burst of half a second keeps any 1-second window
-#: at or under about 37 requests, and is far above what adaptive polling needs (see the README).
-DEFAULT_MAX_REQUESTS_PER_SECOND = 25.0
-#: Seconds an idle HTTP connection is kept for reuse. httpx's own default (5 s) is shorter than
-#: any poll interval, so every poll would open a new connection (a new TLS handshake in production).
-#: An hour outlives the default longest poll interval (30 min); a server that closes earlier is
-#: handled by opening a new connection.
-DEFAULT_KEEPALIVE_EXPIRY = 3600.0
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -64,31 +59,44 @@ def is_loopback_host(host: str) -> bool:
 
 
 def parse_retry_after(header: str | None, body: Any = None) -> float | None:
-    """Seconds to wait, from a ``Retry-After`` header (seconds or HTTP date) or a ``retry_after`` field.
+    """Seconds to wait, from a ``Retry-After`` header or a ``retry_after`` body field; ``None`` if neither.
 
-    The legacy API's 429 carries ``retry_after`` without saying where; both places are read.
+    The legacy API's 429 carries ``retry_after`` without saying where, so every plausible place is
+    read, first match wins: the header (seconds, or an HTTP date), then ``retry_after`` at the top
+    level of the body, under ``detail``, then under ``error``, each as a number or a numeric string.
+    A negative, infinite or unreadable value is skipped.
     """
     if header:
         header = header.strip()
+        seconds = _seconds_or_none(header)
+        if seconds is not None:
+            return seconds
         try:
-            seconds = float(header)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(header)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                return max(0.0, (when - datetime.now(UTC)).total_seconds())
-        else:
-            if math.isfinite(seconds) and seconds >= 0:
-                return seconds
+            when = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
     if isinstance(body, dict):
-        value = body.get("retry_after")
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return max(0.0, float(value))
+        for holder in (body, body.get("detail"), body.get("error")):
+            if isinstance(holder, dict):
+                seconds = _seconds_or_none(holder.get("retry_after"))
+                if seconds is not None:
+                    return seconds
     return None
+
+
+def _seconds_or_none(value: Any) -> float | None:
+    """A finite number of seconds >= 0 from a number or a numeric string, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +113,9 @@ class RetryPolicy:
     """
 
     #: Attempts in all, the first one included (``max_retries + 1``).
-    max_attempts: int = 4
-    initial_delay: float = 0.5
-    max_delay: float = 10.0
+    max_attempts: int = DEFAULT_MAX_RETRIES + 1
+    initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY
+    max_delay: float = DEFAULT_RETRY_MAX_DELAY
     #: Fraction of each wait that is randomised (0 = none, 1 = "full jitter").
     jitter: float = 0.5
     max_retry_after: float = 60.0

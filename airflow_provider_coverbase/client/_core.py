@@ -13,11 +13,12 @@ import logging
 import math
 import random
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -37,6 +38,7 @@ from airflow_provider_coverbase.exceptions import (
     CoverbaseTimeoutError,
     IdempotencyConflictError,
     IdempotencyKeyReusedError,
+    InputRejectedError,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -48,7 +50,15 @@ from airflow_provider_coverbase.exceptions import (
 )
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
-__all__ = ["Call", "ClientCore", "RunListFilters", "check_json_object", "encode_path_segment"]
+__all__ = [
+    "Call",
+    "ClientCore",
+    "RunListFilters",
+    "check_json_object",
+    "encode_path_segment",
+    "is_missing_list_endpoint",
+    "same_workflow_name",
+]
 
 log = logging.getLogger("airflow_provider_coverbase.client")
 
@@ -72,8 +82,29 @@ _CODE_ERRORS: dict[str, type[CoverbaseAPIError]] = {
     "workflow_disabled": WorkflowDisabledError,
     "idempotency_conflict": IdempotencyConflictError,
     "workflow_dispatch_failed": WorkflowDispatchFailedError,
+    "invalid_input": InputRejectedError,
 }
+#: Where a 409 body may carry the replayed run (besides the top level), in this order.
+_RUN_HOLDERS = ("workflow_run", "original_response", "run", "data", "detail")
+#: Error-envelope keys, never part of a replayed run.
+_ENVELOPE_KEYS = frozenset({"detail", "error", "code", "message", "request_id", "retry_after"})
 _RUN_ID_IN_TEXT = re.compile(r"\b(cbw[a-z]*r_[0-9A-Za-z]+)\b")
+
+
+#: The list endpoint (current API only).
+LIST_RUNS_PATH = "/v1/workflows/runs"
+
+
+def is_missing_list_endpoint(method: str, path: str, status: int | None, code: str | None) -> bool:
+    """True when an answer to ``GET /v1/workflows/runs`` means the server has no such endpoint.
+
+    The legacy contract has no list endpoint: it answers 404 without the ``workflow_not_found``
+    code the current API gives for an unknown ``workflow_name`` (or 405, since ``POST`` exists on
+    that path there).
+    """
+    if method != "GET" or path != LIST_RUNS_PATH:
+        return False
+    return status == 405 or (status == 404 and code != "workflow_not_found")
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,8 +221,15 @@ class Call(Generic[T]):
     workflow_name: str | None = None
     workflow_run_id: str | None = None
     idempotency_key: str | None = None
-    #: Run-starting calls: a legacy 409 ``idempotency_conflict`` carrying the run is a replay.
-    replay_on_conflict: bool = False
+    #: Run-starting calls: a 409 carrying a run is a replay, and the run's workflow is checked.
+    starts_run: bool = False
+    workflow_definition_id: str | None = None
+    #: The caller chose (or derived) the key, so an earlier call may have used it already.
+    caller_key: bool = False
+    #: The GET that reads a run a 409 replay named without its status (see ``ClientCore.finish``).
+    reads_replay: bool = False
+    #: ...and that 409 answered the first attempt, so the run is an earlier call's.
+    replay_of_earlier_call: bool = False
 
     @property
     def method(self) -> str:
@@ -294,13 +332,13 @@ class ClientCore:
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else new_key()
         return Call(
             self._request("POST", path, body=payload, idempotency_key=key),
-            self._parse_started_run(
-                expected_name=workflow_name, expected_definition_id=workflow_definition_id, idempotency_key=key
-            ),
+            self._parse_model(WorkflowRun),
             action=action,
             workflow_name=workflow_name,
             idempotency_key=key,
-            replay_on_conflict=True,
+            starts_run=True,
+            workflow_definition_id=workflow_definition_id,
+            caller_key=idempotency_key is not None,
         )
 
     def get_workflow_run(self, workflow_run_id: str) -> Call[WorkflowRun]:
@@ -308,9 +346,24 @@ class ClientCore:
         segment = encode_path_segment(workflow_run_id, what="workflow_run_id")
         return Call(
             self._request("GET", f"/v1/workflows/runs/{segment}"),
-            self._parse_model(WorkflowRun),
+            self._parse_model(WorkflowRun, {"workflow_run_id": workflow_run_id}),
             action=f"read workflow run '{workflow_run_id}'",
             workflow_run_id=workflow_run_id,
+        )
+
+    def _read_replayed_run(self, call: Call[Any], workflow_run_id: str, *, earlier: bool) -> Call[WorkflowRun]:
+        """The GET that reads a run a 409 replay named without its status; checked like the replay."""
+        read = self.get_workflow_run(workflow_run_id)
+        return Call(
+            read.request,
+            read.parse,
+            action=f"read run {workflow_run_id}, which Coverbase replayed for idempotency key {call.idempotency_key}",
+            workflow_name=call.workflow_name,
+            workflow_run_id=workflow_run_id,
+            idempotency_key=call.idempotency_key,
+            workflow_definition_id=call.workflow_definition_id,
+            reads_replay=True,
+            replay_of_earlier_call=earlier,
         )
 
     def list_workflow_runs(
@@ -343,7 +396,7 @@ class ClientCore:
                 raise CoverbaseConfigError(f"offset must be an integer >= 0, got {offset!r}")
             params.append(("offset", offset))
         return Call(
-            self._request("GET", "/v1/workflows/runs", params=params),
+            self._request("GET", LIST_RUNS_PATH, params=params),
             self._parse_model(WorkflowRunList),
             action="list workflow runs",
             workflow_name=workflow_name,
@@ -361,11 +414,12 @@ class ClientCore:
 
     # ---- response handling ---------------------------------------------------------------
 
-    def finish(self, call: Call[T], outcome: httpx.Response | httpx.TransportError, attempt: int) -> T:
+    def finish(self, call: Call[T], outcome: httpx.Response | httpx.TransportError, attempt: int) -> T | Call[T]:
         """Turn one attempt's outcome into the call's result, or raise the error it means.
 
         Both clients call this after every attempt; the raised error carries ``attempts`` and
-        ``retryable``, which the retry policy reads.
+        ``retryable``, which the retry policy reads. A 409 replay whose run has no ``status`` returns
+        another :class:`Call` instead: the GET that reads that run, which the client sends next.
         """
         try:
             if isinstance(outcome, httpx.TransportError):
@@ -373,16 +427,26 @@ class ClientCore:
             if log.isEnabledFor(logging.DEBUG):  # call.path decodes the URL: skip it when nobody reads it
                 log.debug("%s %s -> %s", call.method, call.path, outcome.status_code)
             if outcome.is_success:
-                return call.parse(outcome)
-            if call.replay_on_conflict and outcome.status_code == 409:
-                replayed = self._replayed_run(outcome)
+                result = call.parse(outcome)
+                if isinstance(result, WorkflowRun) and (call.starts_run or call.reads_replay):
+                    replay_possible = call.reads_replay or call.caller_key or attempt > 1
+                    self._check_same_workflow(call, result, outcome, replay_possible=replay_possible)
+                    if call.replay_of_earlier_call:
+                        result._replayed = True
+                return result
+            if call.starts_run and outcome.status_code == 409:
+                replayed = _run_in_conflict(_json_or_none(outcome))
                 if replayed is not None:
-                    log.info(
-                        "Coverbase replayed the run already started with idempotency key %s: %s",
-                        call.idempotency_key,
-                        replayed.get("workflow_run_id"),
-                    )
-                    return call.parse(_as_success(outcome, replayed))
+                    run_id = str(replayed["workflow_run_id"])
+                    key = call.idempotency_key
+                    log.info("Coverbase replayed run %s, already started with idempotency key %s", run_id, key)
+                    if not isinstance(replayed.get("status"), str):
+                        return cast(Call[T], self._read_replayed_run(call, run_id, earlier=attempt == 1))
+                    run = call.parse(_as_success(outcome, replayed))
+                    if isinstance(run, WorkflowRun):
+                        self._check_same_workflow(call, run, outcome, replay_possible=True)
+                        run._replayed = attempt == 1
+                    return run
             raise self._status_error(call, outcome)
         except CoverbaseError as error:
             error.attempts = attempt
@@ -431,6 +495,12 @@ class ClientCore:
         said = f": {info.message.rstrip('.')}" if info.message else ""
         code = info.code or ""
         name = call.workflow_name
+        if is_missing_list_endpoint(call.method, call.path, status, code):
+            return (
+                f"Coverbase has no endpoint to {call.action}{said}: GET {LIST_RUNS_PATH} exists only in the "
+                "current API (V2 and later), and this server speaks the legacy contract, which has none. "
+                f"If it should have one, check the base URL ({self.config.base_url}; called {call.request.url})"
+            )
         if status == 401:
             return (
                 f"Coverbase rejected the API key{said}. Check the connection's API key: it is invalid, "
@@ -440,7 +510,22 @@ class ClientCore:
             if code == "ip_not_allowed":
                 return f"Coverbase refused to {call.action}: this machine's IP is not in the org's API allowlist"
             return f"Coverbase refused to {call.action} (permission denied){said}"
-        if status == 404 and name is not None and code in ("workflow_not_found", ""):
+        if status == 404 and not code:
+            # Not one of Coverbase's own errors: a router or proxy answered, so the URL may be wrong.
+            hint = ""
+            if call.method == "POST" and name is None:
+                hint = (
+                    " Starting a run by workflow_definition_id exists only in Coverbase's legacy API; "
+                    "start it by workflow_name instead."
+                )
+            elif call.action == "list workflow runs":
+                hint = " Listing runs exists only in Coverbase's current API (V2+), not in the legacy one."
+            return (
+                f"Coverbase could not {call.action}: {call.method} {call.request.url} answered 404 without a "
+                f"Coverbase error{said}.{hint} Check the base URL ({self.config.base_url}): it may be wrong; "
+                "it should be the API root, e.g. https://api.coverbase.app, without /v1"
+            )
+        if status == 404 and name is not None and code == "workflow_not_found":
             return f"workflow '{name}' not found for this API key's org{said}"
         if status == 404 and call.method == "POST" and name is None:
             return (
@@ -459,7 +544,8 @@ class ClientCore:
         if code == "idempotency_conflict":
             return (
                 f"a run already exists for idempotency key {call.idempotency_key!r}, but Coverbase did not "
-                f"return it{said}. Look the run up in Coverbase, or use another key for a new run"
+                f"return it{said}. Not retried: the run exists. Find it in Coverbase (the key started it "
+                "within the last 24 hours); to start another run, use another key"
             )
         if code == "workflow_dispatch_failed":
             return (
@@ -476,28 +562,10 @@ class ClientCore:
             return f"Coverbase had a server error ({status}) while trying to {call.action}{said}"
         return f"Coverbase answered {status} to the request to {call.action}{said}"
 
-    def _replayed_run(self, response: httpx.Response) -> dict[str, Any] | None:
-        """The original run's fields inside a legacy ``409 idempotency_conflict`` body, if there."""
-        body = _json_or_none(response)
-        if not isinstance(body, dict):
-            return None
-        detail = body.get("detail")
-        code = detail.get("code") if isinstance(detail, dict) else None
-        if code != "idempotency_conflict":
-            return None
-        candidates: list[Any] = [body]
-        for holder in (body, detail):
-            if isinstance(holder, dict):
-                candidates += [holder.get(k) for k in ("workflow_run", "original_response", "run")]
-        for candidate in candidates:
-            if isinstance(candidate, dict) and "workflow_run_id" in candidate:
-                return {k: v for k, v in candidate.items() if k not in ("detail", "request_id")}
-        return None
-
-    def _parse_model(self, model: type[Any]) -> Callable[[httpx.Response], Any]:
+    def _parse_model(self, model: type[Any], context: dict[str, Any] | None = None) -> Callable[[httpx.Response], Any]:
         def parse(response: httpx.Response) -> Any:
             try:
-                return model.model_validate_json(response.content)
+                return model.model_validate_json(response.content, context=context)
             except pydantic.ValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
                 where = ".".join(str(part) for part in first["loc"]) or "body"
@@ -512,41 +580,40 @@ class ClientCore:
 
         return parse
 
-    def _parse_started_run(
-        self,
-        *,
-        idempotency_key: str,
-        expected_name: str | None = None,
-        expected_definition_id: str | None = None,
-    ) -> Callable[[httpx.Response], WorkflowRun]:
-        read = self._parse_model(WorkflowRun)
+    def _check_same_workflow(
+        self, call: Call[Any], run: WorkflowRun, response: httpx.Response, *, replay_possible: bool
+    ) -> None:
+        """Raise :class:`IdempotencyKeyReusedError` if a replay returned another workflow's run.
 
-        def parse(response: httpx.Response) -> WorkflowRun:
-            run: WorkflowRun = read(response)
-            # One key covers every workflow name (current API): a replay may be another workflow's run.
-            other = None
-            if expected_name is not None and run.workflow_name and run.workflow_name != expected_name:
-                other = f"workflow '{run.workflow_name}'"
-            if (
-                expected_definition_id is not None
-                and run.workflow_definition_id
-                and run.workflow_definition_id != expected_definition_id
-            ):
-                other = f"workflow definition '{run.workflow_definition_id}'"
-            if other is not None:
-                wanted = expected_name or expected_definition_id
-                raise IdempotencyKeyReusedError(
-                    f"idempotency key {idempotency_key!r} was already used for run {run.workflow_run_id} of "
-                    f"{other}, so Coverbase replayed that run instead of starting '{wanted}'. "
-                    "Use a key that is unique per run across all workflows",
-                    status_code=response.status_code,
-                    method=response.request.method,
-                    path=response.request.url.path,
-                    code="idempotency_key_reused",
-                )
-            return run
-
-        return parse
+        Only where a replay was possible: with a key the client generated, the first attempt's
+        answer is this call's own run, whatever name the server echoes. Names are compared with
+        :func:`same_workflow_name` (the server's own name resolution may change letter case, Unicode
+        form or spacing); definition ids are opaque and compared exactly.
+        """
+        if not replay_possible:
+            return
+        other = None
+        named = call.workflow_name is not None and run.workflow_name
+        if named and not same_workflow_name(str(run.workflow_name), str(call.workflow_name)):
+            other = f"workflow '{run.workflow_name}'"
+        if (
+            call.workflow_definition_id is not None
+            and run.workflow_definition_id
+            and run.workflow_definition_id != call.workflow_definition_id
+        ):
+            other = f"workflow definition '{run.workflow_definition_id}'"
+        if other is None:
+            return
+        wanted = call.workflow_name or call.workflow_definition_id
+        raise IdempotencyKeyReusedError(
+            f"idempotency key {call.idempotency_key!r} was already used for run {run.workflow_run_id} of "
+            f"{other}, so Coverbase replayed that run instead of starting '{wanted}'. "
+            "Use a key that is unique per run across all workflows",
+            status_code=response.status_code,
+            method=call.method,
+            path=call.path,
+            code="idempotency_key_reused",
+        )
 
     # ---- retries -------------------------------------------------------------------------
 
@@ -576,6 +643,46 @@ def new_key() -> str:
     return f"cbaf-{uuid.uuid4()}"
 
 
+def same_workflow_name(a: str, b: str) -> bool:
+    """Whether two workflow names may name the same workflow once the server has resolved them.
+
+    Equal after Unicode NFKC normalisation, case folding and collapsing runs of whitespace (and
+    trimming it): ``Quarterly-Privacy-Sweep`` and ``quarterly-privacy-sweep`` are the same workflow,
+    ``quarterly-privacy-sweep`` and ``adhoc-campaign`` are not. Separators such as ``-`` and ``_``
+    are kept: they can tell two real workflows apart.
+    """
+
+    def canonical(name: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+    return canonical(a) == canonical(b)
+
+
+def _has_run_id(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("workflow_run_id"), str) and bool(value["workflow_run_id"])
+
+
+def _run_in_conflict(body: Any) -> dict[str, Any] | None:
+    """The run a 409 body carries, whatever the envelope, or ``None``.
+
+    Looked for at the top level (the original body as it was, or a flat ``{code, message,
+    workflow_run_id}``), then under ``workflow_run``, ``original_response``, ``run``, ``data`` or
+    ``detail``, at the top level or inside ``detail``/``error``. Envelope keys are dropped.
+    """
+    if not isinstance(body, dict):
+        return None
+    found: Any = body if _has_run_id(body) else None
+    holders = (body, body.get("detail"), body.get("error"))
+    for holder in holders:
+        if found is not None:
+            break
+        if isinstance(holder, dict):
+            found = next((holder[key] for key in _RUN_HOLDERS if _has_run_id(holder.get(key))), None)
+    if found is None:
+        return None
+    return {key: value for key, value in found.items() if key not in _ENVELOPE_KEYS}
+
+
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -598,6 +705,9 @@ def _read_error_body(response: httpx.Response) -> _ErrorBody:
             code = "validation_error"
         elif isinstance(detail, str):
             message = detail
+        elif isinstance(body.get("error"), dict):
+            code = _str_or_none(body["error"].get("code"))
+            message = _str_or_none(body["error"].get("message"))
         else:
             code = _str_or_none(body.get("code") or body.get("error"))
             message = _str_or_none(body.get("message") or body.get("error_description"))

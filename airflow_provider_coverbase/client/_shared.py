@@ -139,16 +139,22 @@ class SharedClients:
         return entry.client
 
     async def release(self, client: AsyncCoverbaseClient) -> None:
-        """Give back a client from :meth:`acquire`; the last user's release closes its connections."""
-        entries = self._by_loop.get(asyncio.get_running_loop(), {})
-        for key, entry in entries.items():
-            if entry.client is client:
-                entry.users -= 1
-                if entry.users <= 0:
-                    del entries[key]
-                    await client.aclose()
-                return
-        await client.aclose()  # not shared here (e.g. acquired in another loop): close it anyway
+        """Give back a client from :meth:`acquire`; the last user's release closes its connections.
+
+        Released from another loop than the one it was acquired in (unusual), it is still counted
+        down in its own loop's registry, so other users keep a working client.
+        """
+        loop = asyncio.get_running_loop()
+        registries = [self._by_loop.get(loop, {})] + [e for other, e in self._by_loop.items() if other is not loop]
+        for entries in registries:
+            for key, entry in entries.items():
+                if entry.client is client:
+                    entry.users -= 1
+                    if entry.users <= 0:
+                        del entries[key]
+                        await client.aclose()
+                    return
+        await client.aclose()  # not (or no longer) shared: close it
 
     def users(self, name: str, config: ClientConfig) -> int:
         """How many users hold the shared client of ``name``/``config`` in the running loop (0: none)."""

@@ -117,7 +117,11 @@ class CoverbaseClient:
         self.close()
 
     def _execute(self, call: Call[T]) -> T:
-        """Send ``call`` until it succeeds or :meth:`ClientCore.after_failure` says to stop."""
+        """Send ``call`` until it succeeds or :meth:`ClientCore.after_failure` says to stop.
+
+        A 409 replay may name a run without its status: :meth:`ClientCore.finish` then returns the
+        GET that reads that run, which is sent next, with attempts of its own.
+        """
         attempt = 0
         own_pause_waited = False
         while True:
@@ -129,7 +133,7 @@ class CoverbaseClient:
             except httpx.TransportError as exc:
                 outcome = exc
             try:
-                return self._core.finish(call, outcome, attempt)
+                result = self._core.finish(call, outcome, attempt)
             except CoverbaseError as error:
                 retry_in, pause_all = self._core.after_failure(error, attempt)
                 self._budget.pause(pause_all)
@@ -138,6 +142,10 @@ class CoverbaseClient:
                 self._sleep(retry_in)
                 # A 429's caller has just waited out its own hint: it does not wait the shared pause again.
                 own_pause_waited = pause_all > 0
+                continue
+            if not isinstance(result, Call):
+                return result
+            call, attempt, own_pause_waited = result, 0, False  # a 409 replay named a run: read it
 
     def _wait_for_budget(self, *, after_pause: bool) -> None:
         wait, generation = self._budget.reserve(after_pause=after_pause)

@@ -9,15 +9,18 @@ The connection's fields map to the client like this:
   ``max_retries``, ``retry_initial_delay`` and ``retry_max_delay`` (backoff seconds),
   ``dashboard_url`` and ``dashboard_run_path`` (where the "Coverbase workflow run" link points),
   ``allow_insecure_http``, ``max_requests_per_second`` (the request budget every user of the
-  connection in one process shares). An unknown extra is an error, so a typo cannot pass silently.
+  connection in one process shares); ``webhook_secret`` and ``webhook_timestamp_tolerance`` for the
+  webhook receiver (see :func:`webhook_settings_from_connection`). An unknown extra is an error, so a
+  typo cannot pass silently.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote, urlsplit
 
@@ -26,12 +29,6 @@ from airflow.sdk import BaseHook
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from airflow_provider_coverbase.client import (
-    DEFAULT_BASE_URL,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DASHBOARD_RUN_PATH,
-    DEFAULT_DASHBOARD_URL,
-    DEFAULT_MAX_REQUESTS_PER_SECOND,
-    DEFAULT_TIMEOUT,
     AsyncCoverbaseClient,
     ClientConfig,
     CoverbaseClient,
@@ -39,31 +36,54 @@ from airflow_provider_coverbase.client import (
     RunListFilters,
     shared_clients,
 )
+from airflow_provider_coverbase.defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DASHBOARD_RUN_PATH,
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    DEFAULT_TIMEOUT,
+)
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
+from airflow_provider_coverbase.webhooks import DEFAULT_TIMESTAMP_TOLERANCE
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-__all__ = ["CoverbaseConnectionSettings", "CoverbaseHook", "settings_from_connection"]
-
-DEFAULT_MAX_RETRIES = 3
+__all__ = [
+    "CoverbaseConnectionSettings",
+    "CoverbaseHook",
+    "WebhookSettings",
+    "settings_from_connection",
+    "webhook_settings_from_connection",
+]
 
 
 class _Extras(BaseModel):
-    """The connection's extra fields. ``extra="forbid"``: a typo fails loudly."""
+    """The connection's extra fields. ``extra="forbid"``: a typo fails loudly.
+
+    An extra left out takes the client's default (:mod:`airflow_provider_coverbase.defaults`); the
+    connection form describes those defaults but does not store them.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
     connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20)
-    retry_initial_delay: float = Field(default=RetryPolicy().initial_delay, ge=0)
-    retry_max_delay: float = Field(default=RetryPolicy().max_delay, ge=0)
+    retry_initial_delay: float = Field(default=DEFAULT_RETRY_INITIAL_DELAY, ge=0)
+    retry_max_delay: float = Field(default=DEFAULT_RETRY_MAX_DELAY, ge=0)
     dashboard_url: str | None = None
     dashboard_run_path: str = DEFAULT_DASHBOARD_RUN_PATH
     allow_insecure_http: bool = False
     max_requests_per_second: float = Field(default=DEFAULT_MAX_REQUESTS_PER_SECOND, ge=0)
+    #: The webhook's signing secret (sensitive name: Airflow masks and redacts it like a password).
+    webhook_secret: str | None = None
+    webhook_timestamp_tolerance: float = Field(default=DEFAULT_TIMESTAMP_TOLERANCE, gt=0)
 
     @field_validator("dashboard_run_path")
     @classmethod
@@ -87,6 +107,14 @@ class CoverbaseConnectionSettings:
         return f"{self.dashboard_url.rstrip('/')}/{path.lstrip('/')}"
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """What the webhook receiver needs from a connection. The secret is kept out of ``repr``."""
+
+    secret: str | None = field(repr=False)
+    timestamp_tolerance: float = DEFAULT_TIMESTAMP_TOLERANCE
+
+
 def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[str, Any]:
     if not extra:
         return {}
@@ -104,6 +132,37 @@ def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[st
     return {k.removeprefix(prefix): v for k, v in loaded.items() if v is not None and v != ""}
 
 
+def _explain(exc: ValidationError) -> str:
+    """One line per problem; an unknown extra names the close match and the valid extras."""
+    valid = sorted(_Extras.model_fields)
+    problems = []
+    unknown = False
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "extra"
+        if err["type"] == "extra_forbidden":
+            unknown = True
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"{name}: unknown extra{hint}")
+        else:
+            problems.append(f"{name}: {err['msg']}")
+    text = "; ".join(problems)
+    return f"{text}. Valid extras: {', '.join(valid)}" if unknown else text
+
+
+def _extras(extra: str | Mapping[str, Any] | None, conn_id: str) -> _Extras:
+    try:
+        return _Extras.model_validate(_parse_extra(extra, conn_id))
+    except ValidationError as exc:
+        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {_explain(exc)}") from None
+
+
+def webhook_settings_from_connection(conn_id: str, extra: str | Mapping[str, Any] | None) -> WebhookSettings:
+    """The webhook secret and timestamp tolerance of a connection (no API key needed for these)."""
+    extras = _extras(extra, conn_id)
+    return WebhookSettings(secret=extras.webhook_secret or None, timestamp_tolerance=extras.webhook_timestamp_tolerance)
+
+
 def settings_from_connection(
     conn_id: str,
     *,
@@ -117,11 +176,7 @@ def settings_from_connection(
         raise CoverbaseConfigError(
             f"connection '{conn_id}' has no API key: put the Coverbase 'ak_...' key in its password field"
         )
-    try:
-        extras = _Extras.model_validate(_parse_extra(extra, conn_id))
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'extra'}: {err['msg']}" for err in exc.errors())
-        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {problems}") from None
+    extras = _extras(extra, conn_id)
     base_url = (host or "").strip() or DEFAULT_BASE_URL
     if port:
         parts = urlsplit(base_url if "://" in base_url else f"//{base_url}")

@@ -33,6 +33,7 @@ from airflow_provider_coverbase.exceptions import (
 )
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import (
+    RUN_URL_ATTRIBUTE,
     XCOM_WORKFLOW_RUN_ID,
     XCOM_WORKFLOW_RUN_URL,
     CoverbaseWorkflowRunLink,
@@ -41,6 +42,7 @@ from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 from airflow_provider_coverbase.tracking import (
     derive_idempotency_key,
     describe_run,
+    linked,
     outcome_error,
     poll_interval_for,
     progress_lines,
@@ -123,6 +125,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
     template_fields_renderers = {"input": "json"}
     operator_extra_links = (CoverbaseWorkflowRunLink(),)
     ui_color = "#dfe9ff"
+    #: The run URL this process published (see ``links.coverbase.RUN_URL_ATTRIBUTE``).
+    coverbase_run_url: str | None = ""
 
     def __init__(
         self,
@@ -163,11 +167,21 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         return f"definition:{self.workflow_definition_id}"
 
     def _rendered_input(self) -> dict[str, Any]:
-        """The rendered input as a JSON object, or ``AirflowFailException`` naming what to fix."""
+        """The rendered input as a JSON object, or ``AirflowFailException`` naming what to fix.
+
+        ``None`` means no input (an empty object is sent). A string must hold a JSON object: an empty
+        or all-whitespace one (say, a template whose variable rendered to nothing) fails before any
+        request instead of silently starting the workflow without input.
+        """
         value: Any = self.input
         if isinstance(value, str):
+            if not value.strip():
+                raise AirflowFailException(
+                    f"{self.task_id}: the input rendered to {value[:50]!r}, an empty string. Pass a dict, a JSON "
+                    "object string or a .json template, or input=None for no input; nothing was sent to Coverbase"
+                )
             try:
-                value = json.loads(value) if value.strip() else {}
+                value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise AirflowFailException(
                     f"{self.task_id}: the rendered input is a string but not JSON ({exc.msg} at "
@@ -190,6 +204,12 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         if self.idempotency_key is not None:
             # The caller's key is sent as given: every try replays the run it started first.
             started = self._post(hook, run_input, str(self.idempotency_key))
+            if started.replayed:
+                self.log.info(
+                    "Idempotency key %s replayed run %s, which an earlier call started",
+                    self.idempotency_key,
+                    started.workflow_run_id,
+                )
             return hook.get_workflow_run(started.workflow_run_id)
 
         ti = context["ti"]
@@ -212,23 +232,32 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         store = context.get("task_state_store")  # Airflow >= 3.3
         record = store.get(STATE_KEY) if store is not None else None
         current: WorkflowRun | None = None
+        # Whether this try found a run an earlier try started (rather than starting one itself).
+        found_earlier = False
         if isinstance(record, dict) and record.get("chain") == chain and record.get("workflow") == ref:
             generation = int(str(record["generation"]))
             try:
                 current = hook.get_workflow_run(str(record["workflow_run_id"]))
             except NotFoundError:
                 current = None
+            found_earlier = current is not None
             if current is not None and current.status in _RESTART_AFTER:
                 self.log.warning("Earlier %s ended %s: starting a fresh run", describe_run(current), current.api_status)
                 generation += 1
-                current = None
+                current, found_earlier = None, False
             if current is None:
-                current = hook.get_workflow_run(self._post(hook, run_input, key(generation)).workflow_run_id)
+                posted = self._post(hook, run_input, key(generation))
+                found_earlier = posted.replayed  # the worker died after this POST, before the record
+                current = hook.get_workflow_run(posted.workflow_run_id)
         else:
             # No record (Airflow 3.2, or the worker died before writing it): replay this chain's
             # keys in order. A key used before replays its run; the first unused key starts one.
+            # Only the legacy API says when it replays (a 409); the current API's verbatim 201
+            # replay looks like a new run, so there the try cannot tell and claims nothing.
             for generation in range(try_in_chain + 1):
-                current = hook.get_workflow_run(self._post(hook, run_input, key(generation)).workflow_run_id)
+                posted = self._post(hook, run_input, key(generation))
+                found_earlier = posted.replayed
+                current = hook.get_workflow_run(posted.workflow_run_id)
                 if current.status not in _RESTART_AFTER:
                     break
                 if generation < try_in_chain:
@@ -236,8 +265,12 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                         "Earlier %s ended %s: moving on to a fresh run", describe_run(current), current.api_status
                     )
         assert current is not None
-        if try_in_chain > 0 or record:
-            self.log.info("Try %s of this chain is attached to %s", ti.try_number, describe_run(current))
+        if found_earlier:
+            self.log.info(
+                "Try %s of this chain is attached to run %s, which an earlier try started",
+                ti.try_number,
+                current.workflow_run_id,
+            )
         if store is not None:
             store.set(
                 STATE_KEY,
@@ -255,12 +288,14 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             with _as_airflow_errors():
                 run = self._start_or_reattach(hook, run_input, context)
                 url = hook.dashboard_run_url(run.workflow_run_id)
+                setattr(self, RUN_URL_ATTRIBUTE, url)
                 ti = context["ti"]
                 ti.xcom_push(key=XCOM_WORKFLOW_RUN_ID, value=run.workflow_run_id)
                 ti.xcom_push(key=XCOM_WORKFLOW_RUN_URL, value=url)
                 # The link's own key too, so the button works while the task runs or is deferred.
                 ti.xcom_push(key=CoverbaseWorkflowRunLink().xcom_key, value=url)
-                self.log.info("Coverbase %s: %s", describe_run(run), url)
+                name = f"(workflow '{run.workflow_name}')" if run.workflow_name else ""
+                self.log.info("%s", f"Coverbase run {run.workflow_run_id}{linked(url)}{name}".rstrip())
                 if not self.wait_for_completion or run.is_terminal:
                     for line in progress_lines(None, run, url):
                         self.log.info("%s", line)
@@ -326,8 +361,9 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             raise error
         summary = run.to_summary()
         self.log.info(
-            "Coverbase %s completed; checkpoints: %s; output: %s",
-            describe_run(run),
+            "Coverbase run %s completed%sCheckpoints: %s. Output: %s",
+            run.workflow_run_id,
+            linked(url),
             ", ".join(summary["checkpoints"]) or "none",
             json.dumps(summary["output"]),
         )
@@ -338,10 +374,11 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
 
         Only the event is used: ``dag.test()`` drops the kwargs passed to ``defer()``.
         """
+        setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
         if parsed.status == "completed" and parsed.run is not None:
             self.log.info(
-                "%s; checkpoints: %s; output: %s",
+                "%s Checkpoints: %s. Output: %s",
                 parsed.message,
                 ", ".join(parsed.run.get("checkpoints") or []) or "none",
                 json.dumps(parsed.run.get("output")),

@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
-from airflow_provider_coverbase.links.coverbase import CoverbaseWorkflowRunLink
+from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.models import WorkflowRun
 from airflow_provider_coverbase.tracking import (
     outcome_error,
@@ -53,6 +53,8 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("workflow_run_id",)
     operator_extra_links = (CoverbaseWorkflowRunLink(),)
     ui_color = "#dfe9ff"
+    #: The run URL this process published (see ``links.coverbase.RUN_URL_ATTRIBUTE``).
+    coverbase_run_url: str | None = ""
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
             self._hook = None
 
     def _publish_link(self, context: Context, url: str) -> None:
+        setattr(self, RUN_URL_ATTRIBUTE, url)
         ti = context["ti"]
         ti.xcom_push(key="workflow_run_url", value=url)
         ti.xcom_push(key=CoverbaseWorkflowRunLink().xcom_key, value=url)
@@ -157,6 +160,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the run's JSON on ``completed``, a clear failure otherwise."""
+        setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
         if parsed.status == "completed":
             self.log.info("%s", parsed.message)

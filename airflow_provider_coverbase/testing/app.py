@@ -36,8 +36,10 @@ from airflow_provider_coverbase.testing.state import (
     JSON,
     LEGACY_EVENT_TYPES,
     LEGACY_STATUSES,
+    DeliveryJob,
     EmulatorState,
     Fault,
+    SigningOverride,
     Subscription,
     new_id,
 )
@@ -52,6 +54,20 @@ RUN_BY_NAME = "/v1/workflows/{workflow_name}/run"
 RUN_BY_DEFINITION = "/v1/workflows/runs"
 _REQUEST_ID = "coverbase.request_id"
 _DROP = "coverbase.drop"
+#: The documented keys of a delivery-history item (the records hold a few more for tests).
+_DELIVERY_KEYS = (
+    "id",
+    "webhook_id",
+    "event_id",
+    "event_type",
+    "status",
+    "response_status",
+    "response_time_ms",
+    "error",
+    "payload",
+    "attempted_at",
+    "created_at",
+)
 _FAULT_CODES = {
     429: "rate_limited",
     500: "internal_error",
@@ -83,8 +99,9 @@ def _is_loopback(host: str | None) -> bool:
 class _Api:
     """Route handlers bound to one state."""
 
-    def __init__(self, state: EmulatorState) -> None:
+    def __init__(self, state: EmulatorState, dispatcher: WebhookDispatcher) -> None:
         self.state = state
+        self.dispatcher = dispatcher
 
     # -------------------------------------------------------------- envelopes
 
@@ -118,14 +135,11 @@ class _Api:
         return self.error(request, 401, "unauthorized", message)
 
     def rate_limited(self, request: Request, retry_after: int, message: str) -> Response:
-        return self.error(
-            request,
-            429,
-            "rate_limited",
-            message,
-            extra={"retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
-        )
+        body: JSON = {"detail": {"code": "rate_limited", "message": message}}
+        headers = place_retry_after(body, retry_after, self.state.variants.retry_after)
+        if self.state.dialect == "current":
+            body["request_id"] = request.scope.get(_REQUEST_ID)
+        return _json(body, 429, headers)
 
     def admit(self, request: Request) -> OrgConfig | Response:
         """Authenticate and charge the request budget: the org, or the error to return."""
@@ -193,20 +207,14 @@ class _Api:
                 status, body = replay
                 if state.dialect == "current":
                     return _json(body, status)
-                return self.error(
-                    request,
-                    409,
-                    "idempotency_conflict",
-                    "A run already exists for this idempotency key. The original response is returned.",
-                    extra=body,
-                )
+                return _json(conflict_body(state.variants.conflict_shape, body), 409)
 
         if definition_id is not None:
-            definition = state.find_definition_by_id(definition_id)
+            definition = state.find_definition_by_id(definition_id, org.org_id)
             label = definition_id
         else:
             assert workflow_name is not None
-            definition = state.workflows.get(workflow_name)
+            definition = state.find_workflow(org.org_id, workflow_name)
             label = workflow_name
         if definition is None:
             return self.error(request, 404, "workflow_not_found", f"Workflow '{label}' not found.")
@@ -273,7 +281,10 @@ class _Api:
         run = self.state.get_run(org.org_id, workflow_run_id)
         if run is None:
             return self.error(request, 404, "workflow_run_not_found", "Workflow run not found.")
-        return _json(self.state.run_view(run))
+        view = self.state.run_view(run)
+        if self.state.variants.sparse_get_bodies:
+            del view["workflow_run_id"], view["workflow_name"]
+        return _json(view)
 
     async def list_runs(
         self,
@@ -285,6 +296,8 @@ class _Api:
         limit: int = Query(100, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> Response:
+        if self.state.dialect == "legacy" and not self.state.variants.legacy_v2_endpoints:
+            return self.plain_error(request, 404, "Not Found")  # the legacy contract has no list endpoint
         org = self.admit(request)
         if isinstance(org, Response):
             return org
@@ -302,7 +315,7 @@ class _Api:
         ]
         if bad:
             return self.validation_error(request, bad)
-        if workflow_name is not None and workflow_name not in self.state.workflows:
+        if workflow_name is not None and self.state.find_workflow(org.org_id, workflow_name) is None:
             return self.error(request, 404, "workflow_not_found", f"Workflow '{workflow_name}' not found.")
         body = self.state.list_runs(
             org.org_id,
@@ -343,16 +356,64 @@ class _Api:
             return host.endswith((".local", ".internal")) or host == "metadata.google.internal"
         return not address.is_global
 
-    async def create_webhook(self, request: Request) -> Response:
-        org = self.admit(request)
-        if isinstance(org, Response):
-            return org
+    async def _json_object(self, request: Request) -> JSON | Response:
         try:
             payload = json.loads(await request.body() or b"null")
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
             return self.validation_error(request, [_not_an_object(payload)])
+        return payload
+
+    def _webhook_field_problem(self, request: Request, payload: JSON, *, partial: bool) -> Response | None:
+        """Validate in the documented order: ``secret``, then ``url``, then ``events``.
+
+        ``partial`` (PATCH): only the fields given and not ``null``; otherwise every field."""
+        if not partial or payload.get("secret") is not None:
+            secret = payload.get("secret")
+            if not isinstance(secret, str) or len(secret) < 16:
+                return self.error(request, 400, "weak_secret", "Secret must be at least 16 characters.")
+        if not partial or payload.get("url") is not None:
+            url = payload.get("url")
+            if not isinstance(url, str) or self._url_problem(url):
+                return self.error(
+                    request,
+                    400,
+                    "invalid_url",
+                    "Webhook URL must be HTTPS and must not target a private, link-local, or metadata address "
+                    "(the emulator also accepts http:// on loopback).",
+                )
+        if not partial or payload.get("events") is not None:
+            events = payload.get("events")
+            if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+                return self.validation_error(
+                    request,
+                    [
+                        {
+                            "type": "list_type",
+                            "loc": ["body", "events"],
+                            "msg": "Input should be a valid list",
+                            "input": events,
+                        }
+                    ],
+                )
+            catalog = LEGACY_EVENT_TYPES if self.state.dialect == "legacy" else CURRENT_EVENT_TYPES
+            unknown = [e for e in events if e not in catalog]
+            if unknown:
+                if self.state.dialect == "legacy":
+                    return self.error(request, 400, "invalid_event_type", f"Unsupported event type: {unknown[0]}")
+                return self.error(
+                    request, 422, "invalid_event_types", f"Unsupported event type(s): {', '.join(unknown)}"
+                )
+        return None
+
+    async def create_webhook(self, request: Request) -> Response:
+        org = self.admit(request)
+        if isinstance(org, Response):
+            return org
+        payload = await self._json_object(request)
+        if isinstance(payload, Response):
+            return payload
         missing = [
             {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": payload}
             for name in ("url", "events", "secret")
@@ -360,42 +421,16 @@ class _Api:
         ]
         if missing:
             return self.validation_error(request, missing)
-        secret, url, events = payload["secret"], payload["url"], payload["events"]
-        if not isinstance(secret, str) or len(secret) < 16:
-            return self.error(request, 400, "weak_secret", "Secret must be at least 16 characters.")
-        if not isinstance(url, str) or self._url_problem(url):
-            return self.error(
-                request,
-                400,
-                "invalid_url",
-                "Webhook URL must be HTTPS and must not target a private, link-local, or metadata address "
-                "(the emulator also accepts http:// on loopback).",
-            )
-        if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-            return self.validation_error(
-                request,
-                [
-                    {
-                        "type": "list_type",
-                        "loc": ["body", "events"],
-                        "msg": "Input should be a valid list",
-                        "input": events,
-                    }
-                ],
-            )
-        catalog = LEGACY_EVENT_TYPES if self.state.dialect == "legacy" else CURRENT_EVENT_TYPES
-        unknown = [e for e in events if e not in catalog]
-        if unknown:
-            if self.state.dialect == "legacy":
-                return self.error(request, 400, "invalid_event_type", f"Unsupported event type: {unknown[0]}")
-            return self.error(request, 422, "invalid_event_types", f"Unsupported event type(s): {', '.join(unknown)}")
+        problem = self._webhook_field_problem(request, payload, partial=False)
+        if problem is not None:
+            return problem
         description = payload.get("description")
         sub = Subscription(
             webhook_id=new_id("cbwh"),
             org_id=org.org_id,
-            url=url,
-            events=list(dict.fromkeys(events)),
-            secret=secret,
+            url=payload["url"],
+            events=list(dict.fromkeys(payload["events"])),
+            secret=payload["secret"],
             description=description if isinstance(description, str) else None,
             enabled=bool(payload.get("enabled", True)),
             created_at=int(self.state.clock.now()),
@@ -403,6 +438,118 @@ class _Api:
         with self.state.lock:
             self.state.subscriptions[sub.webhook_id] = sub
         return _json(self.state.webhook_view(sub), 201)
+
+    def _own_webhook(self, request: Request, org: OrgConfig, webhook_id: str) -> Subscription | Response:
+        sub = self.state.subscriptions.get(webhook_id)
+        if sub is None or sub.org_id != org.org_id:
+            return self.error(request, 404, "webhook_not_found", "Webhook not found.")
+        return sub
+
+    async def update_webhook(self, webhook_id: str, request: Request) -> Response:
+        """``PATCH``: omitted and ``null`` fields stay; current dialect: ``description: null`` clears it."""
+        org = self.admit(request)
+        if isinstance(org, Response):
+            return org
+        payload = await self._json_object(request)
+        if isinstance(payload, Response):
+            return payload
+        problem = self._webhook_field_problem(request, payload, partial=True)
+        if problem is not None:
+            return problem
+        with self.state.lock:
+            sub = self._own_webhook(request, org, webhook_id)
+            if isinstance(sub, Response):
+                return sub
+            if payload.get("url") is not None:
+                sub.url = payload["url"]
+            if payload.get("events") is not None:
+                sub.events = list(dict.fromkeys(payload["events"]))
+            if payload.get("secret") is not None:
+                sub.secret = payload["secret"]  # takes effect at once; no overlap window
+            if payload.get("enabled") is not None:
+                sub.enabled = bool(payload["enabled"])
+            if "description" in payload:
+                description = payload["description"]
+                if isinstance(description, str):
+                    sub.description = description
+                elif description is None and self.state.dialect == "current":
+                    sub.description = None
+            return _json(self.state.webhook_view(sub))
+
+    async def test_webhook(self, webhook_id: str, request: Request) -> Response:
+        """Legacy: a synchronous delivery with its result. Current: enqueued, never retried, nulls."""
+        org = self.admit(request)
+        if isinstance(org, Response):
+            return org
+        raw = await request.body()
+        payload: JSON = {}
+        if raw.strip():
+            parsed = await self._json_object(request)
+            if isinstance(parsed, Response):
+                return parsed
+            payload = parsed
+        event_type = payload.get("event_type") or "webhook.test"
+        if not isinstance(event_type, str):
+            return self.validation_error(
+                request,
+                [{"type": "string_type", "loc": ["body", "event_type"], "msg": "Input should be a valid string"}],
+            )
+        data = payload.get("payload")
+        if data is None:
+            data = {"test": True}
+        if not isinstance(data, dict):
+            return self.validation_error(request, [{**_not_an_object(data), "loc": ["body", "payload"]}])
+        with self.state.lock:
+            sub = self._own_webhook(request, org, webhook_id)
+            if isinstance(sub, Response):
+                return sub
+            if self.state.dialect == "legacy" and event_type != "webhook.test" and event_type not in sub.events:
+                return self.error(
+                    request,
+                    400,
+                    "invalid_event_type",
+                    f"Event type {event_type} is not subscribed by this webhook (or use webhook.test).",
+                )
+            job = DeliveryJob(sub, new_id("cbevt_test"), event_type, None, data, test=True)
+            self.state.events[job.event_id] = job
+        if self.state.dialect == "legacy":
+            record = await self.dispatcher.attempt(job, 1)
+            return _json(
+                {
+                    "event_id": job.event_id,
+                    "delivered": record["status"] == "delivered",
+                    "response_status": record["response_status"],
+                    "response_time_ms": record["response_time_ms"],
+                    "attempted_at": record["attempted_at"],
+                }
+            )
+        self.dispatcher.spawn(job)
+        return _json(
+            {
+                "event_id": job.event_id,
+                "delivered": True,
+                "response_status": None,
+                "response_time_ms": None,
+                "attempted_at": int(self.state.clock.now()),
+            }
+        )
+
+    async def webhook_deliveries(self, webhook_id: str, request: Request, limit: int = 50, offset: int = 0) -> Response:
+        """Delivery history (current dialect): newest first, ``limit`` clamped to 1-100, ``offset`` to >= 0."""
+        if self.state.dialect == "legacy":
+            return self.plain_error(request, 404, "Not Found")
+        org = self.admit(request)
+        if isinstance(org, Response):
+            return org
+        limit = min(max(limit, 1), 100)
+        offset = max(offset, 0)
+        with self.state.lock:
+            sub = self._own_webhook(request, org, webhook_id)
+            if isinstance(sub, Response):
+                return sub
+            mine = [d for d in reversed(self.state.deliveries) if d["webhook_id"] == webhook_id]
+            page = [{k: d[k] for k in _DELIVERY_KEYS} for d in mine[offset : offset + limit]]
+        return _json({"data": page, "total": len(mine), "limit": limit, "offset": offset})
 
     async def list_webhooks(self, request: Request) -> Response:
         org = self.admit(request)
@@ -417,14 +564,14 @@ class _Api:
         if isinstance(org, Response):
             return org
         with self.state.lock:
-            sub = self.state.subscriptions.get(webhook_id)
-            if sub is None or sub.org_id != org.org_id:
-                return self.error(request, 404, "webhook_not_found", "Webhook not found.")
+            sub = self._own_webhook(request, org, webhook_id)
+            if isinstance(sub, Response):
+                return sub
             del self.state.subscriptions[webhook_id]
         return Response(status_code=204)
 
 
-def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
+def _admin_routes(app: FastAPI, state: EmulatorState, dispatcher: WebhookDispatcher) -> None:
     """The ``/_emulator`` admin API (no auth; the outer layer restricts it to loopback clients)."""
 
     async def body_of(request: Request) -> JSON:
@@ -444,6 +591,7 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
                 "now": state.clock.now(),
                 "orgs": [{"org_id": o.org_id, "name": o.name} for o in state.orgs.values()],
                 "workflows": sorted(state.workflows),
+                "variants": state.variants.as_dict(),
                 "connections": state.connections_view(),
             }
         )
@@ -451,6 +599,15 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
     @app.get("/_emulator/connections", include_in_schema=False)
     async def connections() -> Response:
         return _json(state.connections_view())
+
+    @app.post("/_emulator/variants", include_in_schema=False)
+    async def variants(request: Request) -> Response:
+        data = await body_of(request)
+        try:
+            changed = state.set_variants(**data)
+        except ConfigError as exc:
+            raise StarletteHTTPException(422, str(exc)) from exc
+        return _json(changed.as_dict())
 
     @app.post("/_emulator/faults", include_in_schema=False)
     async def faults(request: Request) -> Response:
@@ -533,6 +690,67 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
         with state.lock:
             return _json({"data": list(state.deliveries)})
 
+    def signing_of(data: JSON, *, default_count: int | None) -> SigningOverride | None:
+        mode = data.get("signature", "valid")
+        if mode == "valid":
+            return None
+        if mode not in ("none", "secret"):
+            raise StarletteHTTPException(422, "signature must be 'valid', 'none' or 'secret'")
+        secret = data.get("secret")
+        if mode == "secret" and not isinstance(secret, str):
+            raise StarletteHTTPException(422, "signature 'secret' needs the other 'secret' to sign with")
+        count = int(data.get("count", default_count or 1))
+        return SigningOverride(count, mode, secret if isinstance(secret, str) else None)
+
+    @app.post("/_emulator/webhooks/redeliver", include_in_schema=False)
+    async def redeliver(request: Request) -> Response:
+        """Send a raised event again, once, now: ``{"event_id", "signature"?, "secret"?}``."""
+        data = await body_of(request)
+        try:
+            record = await dispatcher.redeliver(str(data.get("event_id")), signing_of(data, default_count=1))
+        except KeyError:
+            raise StarletteHTTPException(404, f"no event {data.get('event_id')!r} was raised") from None
+        return _json(record)
+
+    @app.post("/_emulator/webhooks/signing", include_in_schema=False)
+    async def signing(request: Request) -> Response:
+        """Sign the next ``count`` delivery attempts wrongly: ``{"signature": "none"|"secret", ...}``."""
+        data = await body_of(request)
+        override = signing_of(data, default_count=1)
+        with state.lock:
+            state.webhook_controls.signing = [override] if override is not None else []
+        return _json({"ok": True})
+
+    @app.post("/_emulator/webhooks/hold", include_in_schema=False)
+    async def hold() -> Response:
+        """Keep due deliveries back until released (to send them in another order)."""
+        with state.lock:
+            state.webhook_controls.hold = True
+        return _json({"ok": True})
+
+    @app.get("/_emulator/webhooks/held", include_in_schema=False)
+    async def held() -> Response:
+        with state.lock:
+            jobs = list(state.webhook_controls.held)
+        return _json({"data": [_job_view(job) for job in jobs]})
+
+    @app.post("/_emulator/webhooks/release", include_in_schema=False)
+    async def release(request: Request) -> Response:
+        """Send the held deliveries one after the other: ``{"order": "fifo"|"reverse"|[event_id, ...]}``."""
+        data = await body_of(request)
+        try:
+            jobs = state.release_held(data.get("order", "fifo"))
+        except (KeyError, ValueError) as exc:
+            raise StarletteHTTPException(422, str(exc)) from None
+        await dispatcher.deliver_in_order(jobs)
+        return _json({"data": [_job_view(job) for job in jobs]})
+
+    @app.get("/_emulator/webhooks/events", include_in_schema=False)
+    async def raised_events() -> Response:
+        with state.lock:
+            jobs = list(state.events.values())
+        return _json({"data": [_job_view(job) for job in jobs]})
+
     @app.get("/_emulator/runs", include_in_schema=False)
     async def runs() -> Response:
         with state.lock:
@@ -546,13 +764,18 @@ def _admin_routes(app: FastAPI, state: EmulatorState) -> None:
         if run is None:
             raise StarletteHTTPException(404, "Workflow run not found.")
         view = {"org_id": run.org_id, **state.run_view(run), "input": run.input}
+        reason = state.failure_reason(run)
+        if reason is not None:
+            view["failure_reason"] = reason
         if request.query_params.get("format") == "json" or "text/html" not in request.headers.get("accept", ""):
             return _json(view)
         pretty = html.escape(json.dumps(view, indent=2))
         title = html.escape(f"{run.definition.name}: {view['status']}")
+        reason = state.failure_reason(run)
+        why = f"<p><strong>Reason:</strong> {html.escape(reason)}</p>" if reason else ""
         return HTMLResponse(
             f"<!doctype html><html><head><title>{title}</title></head><body>"
-            f"<h1>Coverbase emulator run {html.escape(run.run_id)}</h1><p>{title}</p>"
+            f"<h1>Coverbase emulator run {html.escape(run.run_id)}</h1><p>{title}</p>{why}"
             f"<pre>{pretty}</pre></body></html>"
         )
 
@@ -576,7 +799,7 @@ def build_fastapi(state: EmulatorState) -> FastAPI:
         openapi_url="/_emulator/openapi.json",
         lifespan=lifespan,
     )
-    api = _Api(state)
+    api = _Api(state, dispatcher)
     app.add_api_route("/v1/utils/authtest", api.authtest, methods=["GET"])
     app.add_api_route("/v1/workflows/runs", api.run_by_definition, methods=["POST"])
     app.add_api_route("/v1/workflows/runs", api.list_runs, methods=["GET"])
@@ -584,8 +807,11 @@ def build_fastapi(state: EmulatorState) -> FastAPI:
     app.add_api_route("/v1/workflows/{workflow_name:path}/run", api.run_by_name, methods=["POST"])
     app.add_api_route("/v1/webhooks", api.create_webhook, methods=["POST"], status_code=201)
     app.add_api_route("/v1/webhooks", api.list_webhooks, methods=["GET"])
+    app.add_api_route("/v1/webhooks/{webhook_id}", api.update_webhook, methods=["PATCH"])
     app.add_api_route("/v1/webhooks/{webhook_id}", api.delete_webhook, methods=["DELETE"], status_code=204)
-    _admin_routes(app, state)
+    app.add_api_route("/v1/webhooks/{webhook_id}/test", api.test_webhook, methods=["POST"])
+    app.add_api_route("/v1/webhooks/{webhook_id}/deliveries", api.webhook_deliveries, methods=["GET"])
+    _admin_routes(app, state, dispatcher)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -646,7 +872,13 @@ class EmulatorASGI:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        outcome: dict[str, Any] = {"status": None, "dropped": False}
+        outcome: dict[str, Any] = {"status": None, "dropped": False, "logged": False}
+
+        def log_once() -> None:
+            # Logged before the client can see the answer, so the log is in the order answers left.
+            if not outcome["logged"]:
+                outcome["logged"] = True
+                state.log_request(_log_entry(scope, body, outcome["status"], state.clock.now()))
 
         async def guarded_send(message: Message) -> None:
             if outcome["dropped"]:
@@ -656,8 +888,10 @@ class EmulatorASGI:
                 if scope.get(_DROP):
                     outcome["dropped"] = True
                     outcome["status"] = "dropped"
+                    log_once()
                     await _abort(send, message)
                     return
+                log_once()
                 if request_id is not None:
                     message["headers"] = [
                         *message.get("headers", []),
@@ -676,15 +910,15 @@ class EmulatorASGI:
             else:
                 await self.app(scope, replay, guarded_send)
         finally:
-            state.log_request(_log_entry(scope, body, outcome["status"], state.clock.now()))
+            log_once()
 
     async def _fault_response(self, send: Send, fault: Fault, request_id: str | None) -> None:
         code = _FAULT_CODES.get(fault.status, "injected_fault")
         body: JSON = {"detail": {"code": code, "message": fault.message}}
         headers: list[tuple[bytes, bytes]] = []
         if fault.retry_after is not None:
-            body["retry_after"] = fault.retry_after
-            headers.append((b"retry-after", str(fault.retry_after).encode()))
+            placed = place_retry_after(body, fault.retry_after, self.state.variants.retry_after)
+            headers += [(name.lower().encode(), value.encode()) for name, value in placed.items()]
         if request_id is not None:
             body["request_id"] = request_id
         await _send_raw(send, fault.status, _dumps(body), headers)
@@ -742,6 +976,48 @@ def _log_entry(scope: Scope, body: bytes, status: Any, now: float) -> JSON:
 def create_app(state: EmulatorState) -> EmulatorASGI:
     """The ASGI application to serve for ``state``."""
     return EmulatorASGI(state, build_fastapi(state))
+
+
+CONFLICT_MESSAGE = "A run already exists for this idempotency key. The original response is returned."
+
+
+def conflict_body(shape: str, original: JSON) -> JSON:
+    """A legacy ``409 idempotency_conflict`` replay body carrying ``original`` the way ``shape`` says.
+
+    See :class:`~airflow_provider_coverbase.testing.config.EmulatorConfig` for the shapes.
+    """
+    code = "idempotency_conflict"
+    if shape == "bare":
+        return dict(original)
+    if shape == "flat":
+        return {"code": code, "message": CONFLICT_MESSAGE, "workflow_run_id": original["workflow_run_id"]}
+    if shape == "nested":
+        return {"detail": {"code": code, "message": CONFLICT_MESSAGE, "original_response": original}}
+    if shape == "none":
+        return {"detail": {"code": code, "message": CONFLICT_MESSAGE}}
+    return {"detail": {"code": code, "message": CONFLICT_MESSAGE}, **original}
+
+
+def place_retry_after(body: JSON, seconds: int, placement: str) -> dict[str, str]:
+    """Put ``retry_after`` into an error ``body`` (in place) per ``placement``; return the headers to send."""
+    if placement in ("both", "top_level"):
+        body["retry_after"] = seconds
+    elif placement == "string":
+        body["retry_after"] = str(seconds)
+    elif placement == "detail" and isinstance(body.get("detail"), dict):
+        body["detail"]["retry_after"] = seconds
+    return {"Retry-After": str(seconds)} if placement in ("both", "header") else {}
+
+
+def _job_view(job: DeliveryJob) -> JSON:
+    return {
+        "event_id": job.event_id,
+        "event_type": job.event_type,
+        "webhook_id": job.subscription.webhook_id,
+        "workflow_run_id": job.run_id,
+        "data": job.data,
+        "test": job.test,
+    }
 
 
 def _not_an_object(payload: Any) -> dict[str, Any]:

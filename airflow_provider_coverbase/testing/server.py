@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import socket
@@ -27,10 +28,13 @@ from airflow_provider_coverbase.testing.app import create_app
 from airflow_provider_coverbase.testing.clock import EmulatorClock
 from airflow_provider_coverbase.testing.config import (
     Checkpoint,
+    ConfigError,
+    ConflictShape,
     Dialect,
     EmulatorConfig,
     FinalStatus,
     Pause,
+    RetryAfterPlacement,
     WorkflowDefinition,
 )
 from airflow_provider_coverbase.testing.state import JSON, EmulatorState, Fault
@@ -121,15 +125,7 @@ class CoverbaseEmulator:
     ) -> None:
         config = config or EmulatorConfig()
         if speed is not None:
-            config = EmulatorConfig(
-                workflows=config.workflows,
-                orgs=config.orgs,
-                speed=speed,
-                idempotency_ttl_seconds=config.idempotency_ttl_seconds,
-                webhook_retry_delays=config.webhook_retry_delays,
-                webhook_timeout_seconds=config.webhook_timeout_seconds,
-                request_log_limit=config.request_log_limit,
-            )
+            config = dataclasses.replace(config, speed=speed)
         self.config = config
         self.dialect: Dialect = dialect
         self.state = EmulatorState(config, dialect, EmulatorClock(config.speed))
@@ -211,6 +207,13 @@ class CoverbaseEmulator:
         return self.config.orgs[0].org_id
 
     @property
+    def other_org_id(self) -> str:
+        """``org_id`` of org 2 (the org of :attr:`other_api_key`)."""
+        if len(self.config.orgs) < 2:
+            raise RuntimeError("the configuration has a single org")
+        return self.config.orgs[1].org_id
+
+    @property
     def conn_uri(self) -> str:
         """The Airflow connection (JSON form) for org 1: the value of ``AIRFLOW_CONN_COVERBASE_DEFAULT``."""
         return connection_value(self.base_url, self.api_key)
@@ -271,6 +274,29 @@ class CoverbaseEmulator:
         with self.state.lock:
             self.state.faults.delay_seconds = seconds
 
+    def set_variants(
+        self,
+        *,
+        conflict_shape: ConflictShape | None = None,
+        retry_after: RetryAfterPlacement | None = None,
+        sparse_get_bodies: bool | None = None,
+        legacy_v2_endpoints: bool | None = None,
+    ) -> None:
+        """Switch answer variants until ``reset()`` (see :class:`EmulatorConfig`); ``None`` keeps one.
+
+        ``conflict_shape``: how a legacy 409 replay carries the run (``detail``, ``bare``, ``flat``,
+        ``nested``, ``none``). ``retry_after``: where a 429 puts its hint (``both``, ``header``,
+        ``top_level``, ``detail``, ``string``). ``sparse_get_bodies``: GET run bodies without
+        ``workflow_run_id``/``workflow_name``. ``legacy_v2_endpoints``: legacy also serves list runs.
+        """
+        changes = {
+            "conflict_shape": conflict_shape,
+            "retry_after": retry_after,
+            "sparse_get_bodies": sparse_get_bodies,
+            "legacy_v2_endpoints": legacy_v2_endpoints,
+        }
+        self.state.set_variants(**{name: value for name, value in changes.items() if value is not None})
+
     def clear_faults(self) -> None:
         with self.state.lock:
             self.state.faults.fail.clear()
@@ -309,8 +335,14 @@ class CoverbaseEmulator:
         dispatch_fails: bool = False,
         failure_message: str = "Workflow step failed.",
         definition_id: str | None = None,
+        org: str | None = None,
     ) -> WorkflowDefinition:
-        """Add (or replace) a workflow definition; checkpoints are ``(name, duration_seconds)``."""
+        """Add (or replace) a workflow definition; checkpoints are ``(name, duration_seconds)``.
+
+        ``org`` (an ``org_id`` or org name) makes it that org's alone; by default every org has it.
+        """
+        if org is not None and not any(org in (o.org_id, o.name) for o in self.config.orgs):
+            raise ConfigError(f"org {org!r} is no configured org_id or name")
         cps: list[Checkpoint] = []
         for item in checkpoints:
             if isinstance(item, Checkpoint):
@@ -332,6 +364,7 @@ class CoverbaseEmulator:
             never_finishes=never_finishes,
             enabled=enabled,
             dispatch_fails=dispatch_fails,
+            org=org,
         )
         self.state.add_workflow(definition)
         return definition
@@ -379,9 +412,58 @@ class CoverbaseEmulator:
     @property
     def webhook_deliveries(self) -> list[JSON]:
         """Every delivery attempt (webhook_id, event_id, event_type, attempt, status, response_status,
-        payload), oldest first."""
+        payload, and ``signature``: ``valid``, ``none`` or ``secret`` as sent), oldest first."""
         with self.state.lock:
             return list(self.state.deliveries)
+
+    # ------------------------------------------------------------------ webhook test controls
+
+    def _admin(self, method: str, path: str, body: JSON | None = None) -> Any:
+        """Call the ``/_emulator`` admin API (for controls that must run on the server's loop)."""
+        import httpx
+
+        with httpx.Client(base_url=self.base_url, trust_env=False, timeout=30) as client:
+            response = client.request(method, path, json=body)
+        if response.status_code >= 400:
+            raise RuntimeError(f"emulator admin {method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    @property
+    def webhook_events(self) -> list[JSON]:
+        """Every event raised for a subscription: event_id, event_type, webhook_id, workflow_run_id, data."""
+        return list(self._admin("GET", "/_emulator/webhooks/events")["data"])
+
+    def redeliver(self, event_id: str, *, signature: str = "valid", secret: str | None = None) -> JSON:
+        """Send a raised event again, once, now, and return the attempt (Coverbase delivers at least once).
+
+        ``signature``: ``"valid"``, ``"none"`` (no ``Coverbase-Signature`` header) or ``"secret"``
+        (signed with ``secret`` instead of the subscription's)."""
+        body: JSON = {"event_id": event_id, "signature": signature}
+        if secret is not None:
+            body["secret"] = secret
+        return dict(self._admin("POST", "/_emulator/webhooks/redeliver", body))
+
+    def sign_next_deliveries(self, count: int = 1, *, signature: str = "none", secret: str | None = None) -> None:
+        """Send the next ``count`` delivery attempts unsigned (``"none"``) or signed with ``secret``."""
+        body: JSON = {"count": count, "signature": signature}
+        if secret is not None:
+            body["secret"] = secret
+        self._admin("POST", "/_emulator/webhooks/signing", body)
+
+    def hold_deliveries(self) -> None:
+        """Keep due deliveries back until :meth:`release_deliveries` (to deliver out of order)."""
+        self._admin("POST", "/_emulator/webhooks/hold")
+
+    @property
+    def held_deliveries(self) -> list[JSON]:
+        return list(self._admin("GET", "/_emulator/webhooks/held")["data"])
+
+    def release_deliveries(self, order: str | list[str] = "reverse") -> list[JSON]:
+        """Deliver the held events one after the other: ``"reverse"``, ``"fifo"`` or a list of event IDs.
+
+        Returns the released events in the order they were sent (first attempts are made before this
+        returns; retries go on in the background)."""
+        return list(self._admin("POST", "/_emulator/webhooks/release", {"order": order})["data"])
 
     def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
         """Block until ``predicate()`` is truthy (real time), or raise ``TimeoutError``."""

@@ -19,10 +19,14 @@ from typing import Any
 
 from airflow_provider_coverbase.testing.clock import EmulatorClock
 from airflow_provider_coverbase.testing.config import (
+    ConfigError,
+    ConflictShape,
     Dialect,
     EmulatorConfig,
     OrgConfig,
+    RetryAfterPlacement,
     WorkflowDefinition,
+    check_variants,
 )
 
 JSON = dict[str, Any]
@@ -193,12 +197,55 @@ class DeliveryJob:
     event_type: str
     run_id: str | None
     data: JSON
+    #: A test delivery (``POST /v1/webhooks/{id}/test``): never retried.
+    test: bool = False
+
+
+@dataclass(slots=True)
+class SigningOverride:
+    """How the next ``remaining`` delivery attempts are signed: ``none`` (no header) or ``secret``."""
+
+    remaining: int
+    mode: str
+    secret: str | None = None
+
+
+@dataclass(slots=True)
+class WebhookControls:
+    """Test controls of outbound deliveries (see the ``/_emulator/webhooks/*`` routes)."""
+
+    #: While true, due deliveries wait in ``held`` instead of being sent.
+    hold: bool = False
+    held: list[DeliveryJob] = field(default_factory=list)
+    signing: list[SigningOverride] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _OrgCounters:
     window_start: float = 0.0
     count: int = 0
+
+
+@dataclass(slots=True)
+class Variants:
+    """The answer variants in force (see :class:`EmulatorConfig`); ``reset()`` restores the configured ones."""
+
+    conflict_shape: ConflictShape = "detail"
+    retry_after: RetryAfterPlacement = "both"
+    sparse_get_bodies: bool = False
+    legacy_v2_endpoints: bool = False
+
+    @classmethod
+    def of(cls, config: EmulatorConfig) -> Variants:
+        return cls(config.conflict_shape, config.retry_after, config.sparse_get_bodies, config.legacy_v2_endpoints)
+
+    def as_dict(self) -> JSON:
+        return {
+            "conflict_shape": self.conflict_shape,
+            "retry_after": self.retry_after,
+            "sparse_get_bodies": self.sparse_get_bodies,
+            "legacy_v2_endpoints": self.legacy_v2_endpoints,
+        }
 
 
 @dataclass(slots=True)
@@ -229,9 +276,13 @@ class EmulatorState:
         self.idempotency: dict[tuple[str, str, str], tuple[float, int, JSON]] = {}
         self.counters: dict[str, _OrgCounters] = {}
         self.faults = Faults()
+        self.variants = Variants.of(config)
         self.request_log: deque[JSON] = deque(maxlen=config.request_log_limit)
         self.subscriptions: dict[str, Subscription] = {}
         self.deliveries: list[JSON] = []
+        #: Every event raised for a subscription, by ``event_id`` (for redelivery).
+        self.events: dict[str, DeliveryJob] = {}
+        self.webhook_controls = WebhookControls()
         self._event_runs: dict[str, Run] = {}
         #: TCP connections the server accepted (since start or the last reset) and those open now.
         self.connections_accepted = 0
@@ -251,9 +302,12 @@ class EmulatorState:
             self.idempotency.clear()
             self.counters.clear()
             self.faults = Faults()
+            self.variants = Variants.of(self.config)
             self.request_log.clear()
             self.subscriptions.clear()
             self.deliveries.clear()
+            self.events.clear()
+            self.webhook_controls = WebhookControls()
             self._event_runs.clear()
             self.connections_accepted = 0
             if self.clock.speed != self.config.speed:
@@ -304,10 +358,36 @@ class EmulatorState:
                 self.orgs_by_key[new.api_key] = new
                 self.counters.pop(oid, None)
 
-    def find_definition_by_id(self, definition_id: str) -> WorkflowDefinition | None:
+    def set_variants(self, **changes: Any) -> Variants:
+        """Change answer variants until ``reset()``: ``conflict_shape``, ``retry_after``,
+        ``sparse_get_bodies``, ``legacy_v2_endpoints`` (see :class:`EmulatorConfig`)."""
+        unknown = set(changes) - set(Variants.__slots__)
+        if unknown:
+            raise ConfigError(f"unknown answer variants: {sorted(unknown)}")
+        check_variants(conflict_shape=changes.get("conflict_shape"), retry_after=changes.get("retry_after"))
+        with self.lock:
+            for name, value in changes.items():
+                setattr(
+                    self.variants, name, bool(value) if name in ("sparse_get_bodies", "legacy_v2_endpoints") else value
+                )
+            return self.variants
+
+    def _belongs(self, definition: WorkflowDefinition, org_id: str | None) -> bool:
+        if definition.org is None or org_id is None:
+            return True
+        org = self.orgs.get(org_id)
+        return definition.org == org_id or (org is not None and bool(org.name) and definition.org == org.name)
+
+    def find_workflow(self, org_id: str | None, name: str) -> WorkflowDefinition | None:
+        """The workflow called ``name`` that the org has (``None``: any org), or ``None``."""
+        with self.lock:
+            definition = self.workflows.get(name)
+            return definition if definition is not None and self._belongs(definition, org_id) else None
+
+    def find_definition_by_id(self, definition_id: str, org_id: str | None = None) -> WorkflowDefinition | None:
         with self.lock:
             for definition in self.workflows.values():
-                if definition.definition_id(self.dialect) == definition_id:
+                if definition.definition_id(self.dialect) == definition_id and self._belongs(definition, org_id):
                     return definition
             return None
 
@@ -482,6 +562,9 @@ class EmulatorState:
             else:
                 body["checkpoints_reached"] = names
             body["output"] = dict(d.output or {}) if legacy == "completed" else None
+            if legacy == "failed":
+                # Not on the legacy page's field list; its workflow.failed webhook carries "error".
+                body["error"] = d.failure_message
             return body
         steps = self._steps(run, reached, legacy == "failed")
         body = {
@@ -497,6 +580,20 @@ class EmulatorState:
         else:
             body["steps"] = steps
         return body
+
+    def failure_reason(self, run: Run, now: float | None = None) -> str | None:
+        """Why a failed run failed (its definition's ``failure_message``) and where; None otherwise.
+
+        For the emulator's run page, which the provider's run link opens.
+        """
+        now = self.clock.now() if now is None else now
+        if self.legacy_status(run, now) != "failed":
+            return None
+        d = run.definition
+        ok = self._ok_checkpoints(d)
+        where = f"after checkpoint {d.checkpoints[ok - 1].name}" if ok else "before reaching any checkpoint"
+        step = f", at step {d.checkpoints[-1].name}" if d.checkpoints else ""
+        return f"Failed {where}{step}: {d.failure_message}"
 
     def _steps(self, run: Run, reached: int, failed: bool) -> list[JSON]:
         d = run.definition
@@ -628,6 +725,45 @@ class EmulatorState:
                     finished.append(run.run_id)
             for run_id in finished:
                 del self._event_runs[run_id]
+            for job in jobs:
+                self.events[job.event_id] = job
+            if self.webhook_controls.hold:
+                self.webhook_controls.held.extend(jobs)
+                return []
+            return jobs
+
+    def take_signing(self) -> SigningOverride | None:
+        """The signing override for the next delivery attempt, if one is armed."""
+        with self.lock:
+            for override in self.webhook_controls.signing:
+                override.remaining -= 1
+                if override.remaining <= 0:
+                    self.webhook_controls.signing.remove(override)
+                return override
+            return None
+
+    def release_held(self, order: str | list[str] = "fifo") -> list[DeliveryJob]:
+        """Stop holding deliveries; the held ones in ``order`` (``fifo``, ``reverse`` or event IDs).
+
+        Held deliveries not named in an explicit list stay held for a later release.
+        """
+        with self.lock:
+            controls = self.webhook_controls
+            if order == "fifo":
+                jobs = list(controls.held)
+            elif order == "reverse":
+                jobs = controls.held[::-1]
+            elif isinstance(order, list):
+                by_id = {job.event_id: job for job in controls.held}
+                unknown = [event_id for event_id in order if event_id not in by_id]
+                if unknown:
+                    raise KeyError(f"not held: {', '.join(unknown)}")
+                jobs = [by_id[event_id] for event_id in order]
+            else:
+                raise ValueError(f"order must be 'fifo', 'reverse' or a list of event IDs, got {order!r}")
+            released = {job.event_id for job in jobs}
+            controls.held = [job for job in controls.held if job.event_id not in released]
+            controls.hold = bool(controls.held)
             return jobs
 
     def record_delivery(self, record: JSON) -> None:

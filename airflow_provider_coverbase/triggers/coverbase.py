@@ -28,6 +28,7 @@ from airflow_provider_coverbase.exceptions import CoverbaseError, RateLimitError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 from airflow_provider_coverbase.tracking import (
+    linked,
     outcome_error,
     poll_interval_for,
     progress_lines,
@@ -186,7 +187,9 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                 if current.is_terminal:
                     error = outcome_error(current, self.dashboard_url)
                     status = "completed" if current.status == WorkflowRunStatus.COMPLETED else current.status.value
-                    message = str(error) if error else f"Coverbase run {self.workflow_run_id} completed"
+                    link = linked(self.dashboard_url) if self.dashboard_url else ". "
+                    done = f"Coverbase run {self.workflow_run_id} completed{link}".rstrip()
+                    message = str(error) if error else done
                     yield self._event(status, message, current)
                     return
                 pause = self.next_interval(current, time.time())
@@ -208,7 +211,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         Coverbase has no API to cancel, pause or resume a workflow run, so only the waiting stops.
         """
         self.log.warning(
-            "Stopped waiting for Coverbase run %s; Coverbase has no API to cancel it, so it keeps going%s",
+            "Stopped waiting for Coverbase run %s%sCoverbase has no API to cancel it, so it keeps going",
             self.workflow_run_id,
-            f" ({self.dashboard_url})" if self.dashboard_url else "",
+            linked(self.dashboard_url) if self.dashboard_url else ". ",
         )

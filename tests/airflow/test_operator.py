@@ -92,11 +92,14 @@ def test_deferral_pushes_id_and_link_first_and_serializes_primitives(emulator: C
 
 
 @pytest.mark.parametrize(
-    ("workflow", "status", "detail"),
-    [("always-fails", "failed", "last checkpoint: vendors_selected"), ("gets-cancelled", "cancel", "")],
+    ("workflow", "detail"),
+    [
+        ("always-fails", "It failed after checkpoint vendors_selected"),
+        ("gets-cancelled", "It was cancelled after checkpoint vendors_selected."),
+    ],
 )
 def test_failed_or_cancelled_run_fails_retryably_with_a_useful_message(
-    emulator: CoverbaseEmulator, ti: FakeTI, deferrable: bool, workflow: str, status: str, detail: str
+    emulator: CoverbaseEmulator, ti: FakeTI, deferrable: bool, workflow: str, detail: str
 ) -> None:
     with pytest.raises(AirflowException) as info:
         execute(operator(workflow_name=workflow, input={}, deferrable=deferrable), make_context(ti))
@@ -104,16 +107,23 @@ def test_failed_or_cancelled_run_fails_retryably_with_a_useful_message(
     assert not isinstance(info.value, AirflowFailException)  # a retry starts a fresh run
     message = str(info.value)
     run_id = ti.xcoms["workflow_run_id"]
-    assert f"Coverbase run {run_id} of workflow '{workflow}' ended {status}" in message
-    assert f"/_emulator/runs/{run_id}" in message
+    status = {"always-fails": "failed", "gets-cancelled": "cancelled"}[workflow]
+    if emulator.state.dialect == "current" and status == "cancelled":
+        status = "canceled"
+    # The run and its link first, the URL with whitespace on both sides (Airflow's log view links it).
+    assert message.startswith(f"Coverbase run {run_id} ended {status}: {emulator.base_url}/_emulator/runs/{run_id} ")
     assert detail in message
-    if workflow == "always-fails" and emulator.state.dialect == "current":
-        assert "Questionnaire template not found." in message  # the failed step's message
+    assert message.endswith(f"Workflow: '{workflow}'.")
+    if workflow == "always-fails":
+        # The reason: the legacy run body's error field, or the current API's failed step message.
+        at_step = ", at step 'questionnaires_dispatched'" if emulator.state.dialect == "current" else ""
+        assert f"after checkpoint vendors_selected{at_step}: Questionnaire template not found." in message
+        assert "last checkpoint" not in message
 
 
 def test_timeout_says_the_run_is_still_going(emulator: CoverbaseEmulator, ti: FakeTI, deferrable: bool) -> None:
     op = operator(workflow_name="stalled-forever", input={}, deferrable=deferrable, timeout=0.3)
-    with pytest.raises(AirflowException, match="the run is still going in Coverbase") as info:
+    with pytest.raises(AirflowException, match="The run is still going in Coverbase") as info:
         execute(op, make_context(ti))
     assert not isinstance(info.value, AirflowFailException)
     assert ti.xcoms["workflow_run_id"] in str(info.value)
@@ -374,3 +384,14 @@ def test_trigger_event_round_trip_is_validated(emulator: CoverbaseEmulator, ti: 
         op.execute_complete(make_context(ti), event={"status": "weird"})
     with pytest.raises(AirflowException, match="without a trigger event"):
         op.execute_complete(make_context(ti), event=None)
+
+
+def test_polling_keeps_one_connection_for_the_start_and_every_poll(emulator: CoverbaseEmulator, ti: FakeTI) -> None:
+    emulator.add_workflow("short", [("only", 6.0)])  # 0.3 s at the fixtures' speed of 20
+    before = emulator.connections()["accepted"]
+    result = execute(
+        operator(workflow_name="short", input={}, max_poll_interval=0.02, deferrable=False), make_context(ti)
+    )
+    assert result["status"] == "completed"
+    assert len([r for r in emulator.requests if r["method"] == "GET"]) >= 5
+    assert emulator.connections()["accepted"] - before == 1

@@ -42,8 +42,12 @@ def test_failed_or_cancelled_fails_without_retry(
     emulator: CoverbaseEmulator, ti: FakeTI, deferrable: bool, workflow: str, status: str
 ) -> None:
     run_id = start(emulator, workflow)
-    with pytest.raises(AirflowFailException, match=f"Coverbase run {run_id} of workflow '{workflow}' ended {status}"):
+    with pytest.raises(AirflowFailException, match=f"Coverbase run {run_id} ended {status}") as info:
         execute(sensor(run_id, deferrable=deferrable), make_context(ti))
+    message = str(info.value)
+    assert f": {ti.xcoms['workflow_run_url']} It " in message  # the link early, whitespace around it
+    if workflow == "always-fails":
+        assert "Questionnaire template not found." in message  # the reason, in both dialects
 
 
 def test_unknown_run_fails_at_once(emulator: CoverbaseEmulator, ti: FakeTI, deferrable: bool) -> None:
@@ -84,3 +88,14 @@ def test_retryable_error_event(emulator: CoverbaseEmulator, ti: FakeTI) -> None:
     with pytest.raises(AirflowException, match="flaky") as info:
         op.execute_complete(make_context(ti), event=event)
     assert not isinstance(info.value, AirflowFailException)
+
+
+def test_poke_mode_keeps_one_connection_for_all_pokes(emulator: CoverbaseEmulator, ti: FakeTI) -> None:
+    emulator.add_workflow("short", [("only", 6.0)])  # 0.3 s at the fixtures' speed of 20
+    run_id = start(emulator, "short")
+    before = emulator.connections()["accepted"]
+    emulator.clear_requests()
+    result = execute(sensor(run_id, max_poll_interval=0.02), make_context(ti))
+    assert result["status"] == "completed"
+    assert len(emulator.requests) >= 5  # several pokes...
+    assert emulator.connections()["accepted"] - before == 1  # ...over one kept-alive connection

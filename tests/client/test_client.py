@@ -386,9 +386,12 @@ async def test_plain_text_error_body(api: Api) -> None:
 
 
 async def test_bad_success_body_is_a_validation_error(api: Api) -> None:
-    api.fake.script.append(httpx.Response(200, json={"status": "running"}))
-    with pytest.raises(CoverbaseResponseValidationError, match="workflow_run_id"):
+    api.fake.script.append(httpx.Response(200, json={"workflow_run_id": "cbwr_1"}))
+    with pytest.raises(CoverbaseResponseValidationError, match="status"):
         await api("get_workflow_run", "cbwr_1")
+    api.fake.script.append(httpx.Response(201, json={"status": "running"}))
+    with pytest.raises(CoverbaseResponseValidationError, match="workflow_run_id"):
+        await api("run_workflow", SWEEP)  # a start must name its run: no id was asked for
 
 
 async def test_conflict_is_a_conflict_error(api: Api) -> None:

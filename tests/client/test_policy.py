@@ -72,6 +72,17 @@ def test_server_hint_replaces_backoff_up_to_the_cap() -> None:
         ("soon", None, None),
         ("-3", {"retry_after": "x"}, None),
         (None, {"retry_after": True}, None),
+        # The legacy page does not say where retry_after is: under detail or error, as a string too.
+        (None, {"retry_after": "7"}, 7.0),
+        (None, {"retry_after": " 2.5 "}, 2.5),
+        (None, {"detail": {"code": "rate_limited", "retry_after": 9}}, 9.0),
+        (None, {"detail": {"code": "rate_limited", "retry_after": "9"}}, 9.0),
+        (None, {"error": {"code": "rate_limited", "retry_after": 4}}, 4.0),
+        (None, {"retry_after": "soon", "detail": {"retry_after": 3}}, 3.0),
+        (None, {"retry_after": -1}, None),
+        (None, {"retry_after": "inf"}, None),
+        (None, {"detail": "Too many requests"}, None),
+        ("Sun, 06 Nov 1994 08:49:37 GMT", None, 0.0),  # a date in the past: no wait
         (None, None, None),
     ],
 )

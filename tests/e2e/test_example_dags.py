@@ -189,3 +189,44 @@ def test_airflow_retry_after_a_failed_run_reads_the_task_state_store(
     assert record["chain"] == 1
     assert record["generation"] == 1
     assert record["workflow"] == "always-fails"
+
+
+def test_quarterly_report_dag_run_by_hand_for_a_named_sweep(
+    airflow_db: None, coverbase_conn_env: CoverbaseEmulator
+) -> None:
+    # The asset-triggered path (a webhook, the real scheduler) is in tests/integration/test_webhooks_airflow.py.
+    import httpx
+    from airflow.utils.state import DagRunState
+
+    emu = coverbase_conn_env
+    emu.set_speed(0)
+    run_id = httpx.post(
+        f"{emu.base_url}/v1/workflows/quarterly-privacy-sweep/run",
+        json={"input": {"quarter": "2026-Q3", "vendor_filter": {}}},
+        headers={"Authorization": f"Bearer {emu.api_key}"},
+        timeout=5,
+    ).json()["workflow_run_id"]
+    emu.advance(3600)
+    dag = load_dag("coverbase_quarterly_report")
+    assert dag.test(run_conf={"workflow_run_id": run_id}).state == DagRunState.SUCCESS
+
+
+def test_a_task_that_fails_before_a_run_exists_logs_no_xcom_error(
+    airflow_db: None, coverbase_conn_env: CoverbaseEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The link is computed when each task ends; with no run there is no URL, and no XCom lookup error."""
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    dag = load_dag("coverbase_fails_before_run")
+    dag_run = dag.test()
+    output = "".join(capfd.readouterr())
+
+    assert dag_run.state == DagRunState.FAILED
+    for task_id in ("unknown_workflow", "bad_input", "missing_connection"):
+        ti = dag_run.get_task_instance(task_id)
+        assert ti is not None
+        assert ti.state == TaskInstanceState.FAILED, task_id
+    assert emulator_runs(coverbase_conn_env) == []
+    assert "no-such-workflow" in output  # the tasks' own logs are in the captured output
+    assert "XCom not found" not in output
+    assert "Failed to push an xcom for task operator extra link" not in output

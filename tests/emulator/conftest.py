@@ -43,6 +43,8 @@ class Receiver:
 
     url: str = ""
     fail_first: int = 0
+    #: The status of the failed answers.
+    fail_status: int = 500
     deliveries: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,7 +57,7 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with state.lock:
-                status = 500 if len(state.deliveries) < state.fail_first else 200
+                status = state.fail_status if len(state.deliveries) < state.fail_first else 200
                 state.deliveries.append(Delivery({k.lower(): v for k, v in self.headers.items()}, body, status))
             self.send_response(status)
             self.send_header("Content-Length", "0")

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, load_config
+from airflow_provider_coverbase.testing.__main__ import main
 from airflow_provider_coverbase.testing.config import ConfigError
 from airflow_provider_coverbase.testing.schema import validate
 
@@ -54,7 +55,7 @@ def test_cli_prints_url_key_and_connection(config_file: Path) -> None:
         lines = [process.stdout.readline() for _ in range(5)]
         base_url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("Base URL:"))
         api_key = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("API key:"))
-        conn_line = next(line for line in lines if line.startswith("AIRFLOW_CONN_COVERBASE_DEFAULT="))
+        conn_line = next(line for line in lines if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="))
         conn = json.loads(conn_line.split("=", 1)[1].strip().strip("'"))
         assert base_url.startswith("http://127.0.0.1:")
         assert api_key.startswith("ak_test_")
@@ -82,6 +83,110 @@ def test_cli_prints_url_key_and_connection(config_file: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_the_printed_connection_line_works_when_pasted_into_a_shell(tmp_path: Path) -> None:
+    """The line starts with ``export``, so a child process (``airflow ...``) sees the connection."""
+    command = [sys.executable, "-m", "airflow_provider_coverbase.testing", "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(5)]
+    finally:
+        process.terminate()
+        process.wait(10)
+    (export,) = [line for line in lines if "AIRFLOW_CONN_COVERBASE_DEFAULT=" in line]
+    assert export.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT=")
+    script = f"{export}\n{sys.executable} -c 'import os; print(os.environ[\"AIRFLOW_CONN_COVERBASE_DEFAULT\"])'"
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_COVERBASE_DEFAULT"}
+    seen = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True, env=env).stdout
+    assert json.loads(seen)["conn_type"] == "coverbase"
+
+
+BAD_CONFIGS = [
+    pytest.param(
+        "workflows.yaml",
+        "workflows:\n  - name: nightly\n    checkpoints:\n      - {name: fetched, duration_secs: 60}\n",
+        4,
+        "unknown key 'duration_secs' in a checkpoint of workflow 'nightly' "
+        "(valid: action_type, duration_seconds, name)",
+        id="unknown-checkpoint-key",
+    ),
+    pytest.param(
+        "workflows.yaml",
+        "speed: 5\nworkflows:\n  - name: a\n  - name: b\n    final_status: done\n",
+        4,
+        "workflow 'b': final_status must be one of ('completed', 'failed', 'cancelled')",
+        id="bad-final-status",
+    ),
+    pytest.param(
+        "workflows.yaml",
+        "speed: 5\nspeeed: 6\n",
+        2,
+        "unknown key 'speeed' in the configuration (valid: ",
+        id="unknown-top-level-key",
+    ),
+    pytest.param("workflows.yaml", "speed: fast\n", 1, "speed must be a number, got 'fast'", id="wrong-type"),
+    pytest.param(
+        "workflows.yaml", "workflows:\n  - name: a\n   checkpoints: [x]\n", 3, "invalid YAML: ", id="yaml-syntax"
+    ),
+    pytest.param(
+        "workflows.yaml",
+        "- name: a\n- name: b\n  pause: {after_checkpoint: x, secs: 1}\n",
+        3,
+        "unknown key 'secs' in the pause of workflow 'b' (valid: after_checkpoint, seconds)",
+        id="top-level-list",
+    ),
+    pytest.param(
+        "workflows.yaml",
+        "orgs:\n  - {org_id: a, api_key: k, rate: 3}\n",
+        2,
+        "unknown key 'rate' in an org (valid: ",
+        id="unknown-org-key",
+    ),
+    pytest.param(
+        "workflows.json",
+        '{\n  "workflows": [\n    {"name": "a",\n     "checkpoints": [{"name": "x", "duration_secs": 1}]}\n  ]\n}\n',
+        4,
+        "unknown key 'duration_secs' in a checkpoint of workflow 'a'",
+        id="json-unknown-key",
+    ),
+    pytest.param("workflows.json", '{"speed": 1,\n "x": }\n', 2, "invalid JSON: Expecting value", id="json-syntax"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "line", "message"), BAD_CONFIGS)
+def test_a_config_error_is_one_line_naming_file_line_and_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, line: int, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    assert main(["--port", "0", "--config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith(f"coverbase-emulator: error: {path}:{line}: {message}")
+
+
+def test_a_missing_config_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nope.yaml"
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"coverbase-emulator: error: {path}: cannot read the file (")
+    assert err.count("\n") == 1
+
+
+def test_the_command_prints_no_traceback_for_a_config_error(tmp_path: Path) -> None:
+    """The real command line (console script), not only ``main()``: one line on stderr, exit code 2."""
+    path = tmp_path / "workflows.yaml"
+    path.write_text("workflows:\n  - name: nightly\n    checkpoints:\n      - {name: fetched, duration_secs: 60}\n")
+    script = Path(sys.executable).with_name("coverbase-emulator")
+    result = subprocess.run([str(script), "--port", "0", "--config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"coverbase-emulator: error: {path}:4: unknown key 'duration_secs' in a checkpoint of workflow 'nightly' "
+        "(valid: action_type, duration_seconds, name)"
+    ]
 
 
 def test_console_script_is_installed() -> None:
@@ -125,6 +230,11 @@ def test_json_list_config(tmp_path: Path) -> None:
         {"workflows": [{"name": "x", "bogus": 1}]},
         {"workflows": [{"name": "x", "checkpoints": ["a"], "pause": {"after_checkpoint": "b", "seconds": 1}}]},
         {"orgs": [{"org_id": "a", "api_key": "k"}, {"org_id": "b", "api_key": "k"}]},
+        {"workflows": [{"name": "x", "checkpoints": [{"name": "a", "duration_secs": 5}]}]},
+        {"workflows": [{"name": "x", "checkpoints": ["a"], "pause": {"after_checkpoint": "a", "sec": 1}}]},
+        {"orgs": [{"org_id": "a"}]},
+        {"speed": "fast"},
+        {"unknown": 1},
     ],
 )
 def test_bad_configs_are_rejected(raw: dict[str, object]) -> None:

@@ -37,6 +37,8 @@ def test_fail_next_path_prefix_and_nothing_committed(
 def test_drop_after_commit_is_a_transport_error_but_the_run_exists(
     coverbase_emulator: CoverbaseEmulator, client: httpx.Client
 ) -> None:
+    # List runs is V2+: the legacy dialect serves it on request.
+    coverbase_emulator.set_variants(legacy_v2_endpoints=True)
     emu = coverbase_emulator
     emu.drop_next_response_after_commit()
     with pytest.raises(httpx.RemoteProtocolError):

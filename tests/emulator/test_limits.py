@@ -34,6 +34,8 @@ def test_request_budget(
 
 
 def test_concurrent_run_limit_counts_only_active_runs(coverbase_emulator: CoverbaseEmulator) -> None:
+    # List runs is V2+: the legacy dialect serves it on request.
+    coverbase_emulator.set_variants(legacy_v2_endpoints=True)
     emu = coverbase_emulator
     emu.set_speed(0)
     emu.set_limits(max_concurrent_runs=2)

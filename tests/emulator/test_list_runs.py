@@ -64,13 +64,15 @@ def test_list_limit_bounds_accepted(current_client: httpx.Client) -> None:
         assert current_client.get("/v1/workflows/runs", params={"limit": limit}).status_code == 200
 
 
-def test_unknown_workflow_filter_is_404(client: httpx.Client) -> None:
-    response = client.get("/v1/workflows/runs", params={"workflow_name": "ghost"})
+def test_unknown_workflow_filter_is_404(current_client: httpx.Client) -> None:
+    response = current_client.get("/v1/workflows/runs", params={"workflow_name": "ghost"})
     assert response.status_code == 404
     assert response.json()["detail"]["code"] == "workflow_not_found"
 
 
 def test_legacy_list_uses_legacy_statuses(coverbase_emulator: CoverbaseEmulator) -> None:
+    # List runs is V2+: the legacy dialect serves it on request.
+    coverbase_emulator.set_variants(legacy_v2_endpoints=True)
     emu = coverbase_emulator
     emu.set_speed(0)
     with client_for(emu) as client:

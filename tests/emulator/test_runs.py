@@ -51,6 +51,7 @@ def test_other_orgs_run_is_404(
     coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
 ) -> None:
     emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+    emu.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     with client_for(emu) as mine, client_for(emu, emu.other_api_key) as theirs:
         run_id = start(mine, "adhoc-campaign").json()["workflow_run_id"]
         response = theirs.get(f"/v1/workflows/runs/{run_id}")

@@ -101,9 +101,8 @@ def test_legacy_deliveries_are_signed_and_retried(coverbase_emulator: CoverbaseE
         assert set(envelope) == {"event_id", "event_type", "occurred_at", "data", "workflow_run_id"}
         assert envelope["workflow_run_id"] == run_id
         assert envelope["data"]["workflow_run_id"] == run_id
-        assert delivery.headers["x-coverbase-event-id"] == envelope["event_id"]
-        assert delivery.headers["x-coverbase-event-type"] == envelope["event_type"]
-        assert delivery.headers["coverbase-timestamp"] == str(envelope["occurred_at"])
+        # V0 documents only Coverbase-Signature: no timestamp and no event-id/event-type headers.
+        assert {h for h in delivery.headers if "coverbase" in h} == {"coverbase-signature"}
         if delivery is not first and envelope["event_id"] == json.loads(first.body)["event_id"]:
             retry = delivery
     assert retry is not None, "the failed delivery was retried with the same event_id"
@@ -140,6 +139,11 @@ def test_current_workflow_run_events(coverbase_emulator_current: CoverbaseEmulat
     envelopes = [json.loads(d.body) for d in receiver.deliveries]
     assert all(verify(d.headers, d.body) for d in receiver.deliveries)
     assert {e["event_type"] for e in envelopes} == {"WorkflowRun.Created", "WorkflowRun.Updated", "WorkflowRun.Failed"}
+    for delivery in receiver.deliveries:
+        envelope = json.loads(delivery.body)
+        assert delivery.headers["x-coverbase-event-id"] == envelope["event_id"]
+        assert delivery.headers["x-coverbase-event-type"] == envelope["event_type"]
+        assert delivery.headers["coverbase-timestamp"] == str(envelope["occurred_at"])
     for envelope in envelopes:
         assert set(envelope) == {"event_id", "event_type", "occurred_at", "data"}
         assert envelope["data"]["workflow_run_id"] == run_id

@@ -67,7 +67,11 @@ def test_extras_and_port() -> None:
         ({"password": None}, "connection 'c' has no API key"),
         ({"host": "http://coverbase.internal"}, "refusing to send the API key over plain http"),
         ({"extra": '{"timeout": 0}'}, "timeout: Input should be greater than 0"),
-        ({"extra": '{"timout": 5}'}, "timout: Extra inputs are not permitted"),
+        (
+            {"extra": '{"timout": 5}'},
+            r"timout: unknown extra \(did you mean 'timeout'\?\)\. Valid extras: .*connect_timeout",
+        ),
+        ({"extra": '{"extra__coverbase__retries": 5}'}, r"retries: unknown extra \(did you mean 'max_retries'\?\)"),
         ({"extra": "{not json"}, "not valid JSON"),
         ({"extra": '{"dashboard_run_path": "/runs"}'}, "must contain '{workflow_run_id}'"),
     ],
@@ -76,6 +80,18 @@ def test_bad_connections_say_what_to_fix(fields: dict[str, Any], message: str) -
     kwargs: dict[str, Any] = {"host": None, "port": None, "password": "ak_test_1", "extra": None} | fields
     with pytest.raises(CoverbaseConfigError, match=message):
         settings_from_connection("c", **kwargs)
+
+
+def test_unknown_extra_names_every_valid_extra() -> None:
+    from airflow_provider_coverbase.hooks.coverbase import _Extras
+
+    with pytest.raises(CoverbaseConfigError) as caught:
+        settings_from_connection("c", host=None, port=None, password="ak_test_1", extra={"colour": "blue"})
+    message = caught.value.message
+    assert message.startswith("connection 'c' has invalid extras: colour: unknown extra. Valid extras: ")
+    assert message.removeprefix("connection 'c' has invalid extras: colour: unknown extra. Valid extras: ").split(
+        ", "
+    ) == sorted(_Extras.model_fields)
 
 
 def test_hook_runs_a_workflow_sync(coverbase_conn: None, fake: FakeCoverbaseAPI) -> None:
@@ -135,3 +151,24 @@ def test_uri_form_of_the_connection(monkeypatch: pytest.MonkeyPatch, fake: FakeC
     assert settings.client.retry.max_attempts == 2
     assert hook.check_auth() == "Auth successful"
     hook.close()
+
+
+def test_webhook_settings_need_no_api_key_and_hide_the_secret() -> None:
+    from airflow_provider_coverbase.hooks.coverbase import webhook_settings_from_connection
+
+    settings = webhook_settings_from_connection("c", {"webhook_secret": "whsec_hidden_0123456789"})
+    assert settings.secret == "whsec_hidden_0123456789"
+    assert settings.timestamp_tolerance == 300
+    assert "whsec_hidden" not in repr(settings)
+    assert webhook_settings_from_connection("c", None).secret is None
+    assert webhook_settings_from_connection("c", '{"webhook_secret": ""}').secret is None
+    assert webhook_settings_from_connection("c", {"webhook_timestamp_tolerance": 60}).timestamp_tolerance == 60
+
+
+def test_webhook_settings_check_the_extras() -> None:
+    from airflow_provider_coverbase.hooks.coverbase import webhook_settings_from_connection
+
+    with pytest.raises(CoverbaseConfigError, match="webhook_timestamp_tolerance"):
+        webhook_settings_from_connection("c", {"webhook_timestamp_tolerance": 0})
+    with pytest.raises(CoverbaseConfigError, match="webhook_secert"):
+        webhook_settings_from_connection("c", {"webhook_secert": "typo"})

@@ -278,6 +278,7 @@ async def test_input_that_cannot_be_sent_is_refused_before_any_request(api: Api,
 async def test_workflow_names_reach_the_server_intact(
     api: Api, emulator: CoverbaseEmulator, name: str, dialect: str
 ) -> None:
+    emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     if name != "vendor sweep/eu":
         emulator.add_workflow(name, [("step_one", 0.5), ("step_two", 0.5)], output={"name": name})
 
@@ -393,6 +394,7 @@ async def test_lost_response_is_retried_into_one_run(
 
 async def test_only_run_posts_are_dropped(api: Api, emulator: CoverbaseEmulator, dialect: str) -> None:
     """An armed drop waits for the next successful run POST; reads before it are answered."""
+    emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     emulator.drop_next_response_after_commit()
     assert await api("check_auth") == "Auth successful"
     assert (await api("list_workflow_runs")).total == 0
@@ -697,6 +699,7 @@ async def test_wrong_key_is_rejected_without_leaking_it(
 
 
 async def test_another_orgs_run_is_not_found(make_api: MakeApi, emulator: CoverbaseEmulator) -> None:
+    emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     org1 = make_api(emulator)
     org2 = make_api(emulator, api_key=emulator.other_api_key)
     run = await org1("run_workflow", "adhoc-campaign")
@@ -770,6 +773,7 @@ async def test_legacy_ignores_dispatch_failures(legacy_api: Api, legacy_emulator
 
 async def test_unknown_status_filter_is_422(api: Api, dialect: str) -> None:
     """Status values are not checked by the client; the emulator answers 422 naming the bad one."""
+    api.emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     other = {"legacy": "started", "current": "running"}[dialect]
 
     with pytest.raises(UnprocessableEntityError) as caught:
@@ -854,6 +858,7 @@ def _ids(page: Any) -> list[str]:
 
 
 async def test_list_is_newest_first_with_filters(api: Api, emulator: CoverbaseEmulator, dialect: str) -> None:
+    emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     r1, r2, r3, r4 = (r.workflow_run_id for r in await _four_runs(api, emulator))
 
     everything = await api("list_workflow_runs")
@@ -879,6 +884,7 @@ async def test_list_is_newest_first_with_filters(api: Api, emulator: CoverbaseEm
 
 
 async def test_list_created_at_bounds(api: Api, emulator: CoverbaseEmulator) -> None:
+    emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     runs = await _four_runs(api, emulator)
     r1, r2, r3, r4 = (r.workflow_run_id for r in runs)
     second, third = runs[1].started_at, runs[2].started_at
@@ -895,6 +901,7 @@ async def test_list_created_at_bounds(api: Api, emulator: CoverbaseEmulator) -> 
 
 
 async def test_list_paging(api: Api, emulator: CoverbaseEmulator) -> None:
+    emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     r1, r2, r3, r4 = (r.workflow_run_id for r in await _four_runs(api, emulator))
 
     first = await api("list_workflow_runs", limit=2)
@@ -942,6 +949,7 @@ async def test_list_limit_out_of_range_is_422_at_the_emulator(emulator: Coverbas
 
 
 async def test_list_unknown_workflow_name(api: Api) -> None:
+    api.emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     with pytest.raises(NotFoundError, match="workflow 'nope' not found for this API key's org"):
         await api("list_workflow_runs", workflow_name="nope")
 
@@ -960,6 +968,7 @@ async def test_check_auth(api: Api, emulator: CoverbaseEmulator) -> None:
 async def test_request_log_masks_the_key_and_shows_idempotency_keys(
     make_api: MakeApi, emulator: CoverbaseEmulator
 ) -> None:
+    emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     api = make_api(emulator)
     other = make_api(emulator, api_key=emulator.other_api_key)
     await api("check_auth")
@@ -1032,6 +1041,7 @@ async def test_sync_and_async_send_identical_requests(emulator: CoverbaseEmulato
     for kind in ("sync", "async"):
         emulator.reset()
         emulator.set_speed(0)
+        emulator.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
         api = Api(kind, emulator)
         try:
             await _scenario(api, emulator)

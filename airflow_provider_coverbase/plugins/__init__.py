@@ -1,0 +1,1 @@
+"""Airflow plugins of the provider: the Coverbase webhook receiver (``webhooks.py``)."""

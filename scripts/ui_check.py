@@ -1,0 +1,363 @@
+"""``make ui-check``: the provider in Airflow's real UI, driven in headless Chromium.
+
+Starts the Coverbase emulator (in this process, its clock frozen so the run waits until we let it go)
+and ``airflow standalone`` (a temporary AIRFLOW_HOME, free ports, parallelism 4), then, in Debian's
+Chromium driven by Playwright:
+
+1. fills the connection form (Admin > Connections > Add): ``coverbase_default``, Coverbase, the
+   emulator's URL and key, the dashboard URL; the saved connection holds only what was typed (no
+   stored defaults);
+2. presses the connection list's Test button: "Test Connection Successful" with the API's answer;
+3. triggers the quarterly sweep DAG from its page;
+4. while the task is deferred, opens the task instance's Details tab and checks the "Extra Links"
+   button "Coverbase workflow run" points at the run's dashboard page;
+5. lets the run finish and checks the checkpoint lines in the task's log.
+
+Screenshots go to ``.demo/ui-check/``. Exits 0 when every check passed, 1 when one failed, 2 when
+something it needs is missing. Not part of CI (it takes about a minute and needs a browser).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from airflow_provider_coverbase.defaults import DEFAULT_DASHBOARD_RUN_PATH
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+OUT = REPO / ".demo" / "ui-check"
+DAG_ID = "coverbase_quarterly_vendor_sweep"
+TASK_ID = "run_quarterly_privacy_sweep"
+CONN_ID = "coverbase_default"
+CHECKPOINTS = ("vendors_selected", "questionnaires_dispatched", "responses_aggregated", "report_delivered")
+
+
+class Checks:
+    """Named checks: each prints PASS/FAIL at once; the exit code says whether all passed."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.passed = 0
+
+    def check(self, name: str, ok: bool, detail: str = "") -> bool:
+        print(f"[{'PASS' if ok else 'FAIL'}] {name}{f': {detail}' if detail else ''}", flush=True)
+        if ok:
+            self.passed += 1
+        else:
+            self.failed.append(name)
+        return ok
+
+
+def ensure_chromium() -> str:
+    """The path of Debian's ``chromium``, installed with apt-get when missing (as root)."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("chromium is not installed: installing Debian's package (apt-get install -y chromium) ...", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)
+        found = shutil.which("chromium")
+    if not found:
+        raise SystemExit(
+            "ui-check needs Chromium from your distribution: run `sudo apt-get install -y chromium` "
+            "(Playwright's own browser download is not used)."
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Airflow:
+    """``airflow standalone`` on a temporary home; REST helpers for what the UI does not show."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client: httpx.Client | None = None
+
+    def start(self, timeout: float = 180) -> None:
+        dags = self.home / "dags"
+        dags.mkdir(parents=True)
+        shutil.copy(REPO / "example_dags" / f"{DAG_ID}.py", dags)
+        (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
+        env |= {
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone spawns `airflow ...`
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Only the run triggered in the UI: no scheduled quarterly run next to it.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "COVERBASE_POLL_INTERVAL": "1",
+        }
+        log = (self.home / "standalone.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(BIN / "airflow"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited; see {self.home / 'standalone.log'}")
+            try:
+                health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=2).json()
+                if all(
+                    health.get(part, {}).get("status") == "healthy"
+                    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                ):
+                    break
+            except (httpx.TransportError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Airflow was not healthy after {timeout:.0f} s; see {self.home}/standalone.log")
+            time.sleep(1)
+        token = httpx.post(f"{self.base_url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=60)
+        token.raise_for_status()
+        self.client = httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {token.json()['access_token']}"}, timeout=60
+        )
+        self.wait_for(lambda: self.get(f"/api/v2/dags/{DAG_ID}") is not None, 120, f"the DAG {DAG_ID} was not parsed")
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM to standalone and every process it started (its own process group), SIGKILL after."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.process.poll()
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def get(self, path: str, **params: Any) -> Any:
+        assert self.client is not None
+        response = self.client.get(path, params=params)
+        return response.json() if response.status_code == 200 else None
+
+    @staticmethod
+    def wait_for(condition: Callable[[], Any], timeout: float, message: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.5)
+        raise TimeoutError(message)
+
+    def task_instance(self, run_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}") or {})
+
+
+@contextmanager
+def running_airflow() -> Iterator[Airflow]:
+    home = Path(tempfile.mkdtemp(prefix="coverbase-ui-check-"))
+    airflow = Airflow(home, free_port())
+    try:
+        airflow.start()
+        yield airflow
+    finally:
+        airflow.stop()
+        if os.environ.get("UI_CHECK_KEEP_HOME"):
+            print(f"Airflow home kept: {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def run_checks(chromium: str, checks: Checks) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from airflow_provider_coverbase.testing import CoverbaseEmulator
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*"):
+        old.unlink()
+    with CoverbaseEmulator(speed=0) as emulator, running_airflow() as airflow, sync_playwright() as pw:
+        print(f"Airflow on {airflow.base_url}, emulator on {emulator.base_url}", flush=True)
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(30_000)
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+
+        try:
+            _drive(page, shot, airflow, emulator, checks)
+        except Exception:
+            shot("99-failure")
+            (OUT / "99-failure.html").write_text(page.content())
+            raise
+        finally:
+            browser.close()
+
+
+def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: Any, checks: Checks) -> None:
+    """Steps 1-5 of the module docstring, in the browser."""
+    from playwright.sync_api import expect
+
+    # ---- log in (simple auth manager) --------------------------------------------------
+    page.goto(airflow.base_url)
+    page.get_by_label(re.compile("username", re.I)).fill("admin")
+    page.get_by_label(re.compile("password", re.I)).fill("admin")
+    page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
+    page.wait_for_url(re.compile(r"^(?!.*login).*$"))
+
+    # ---- 1. the connection form ---------------------------------------------------------
+    page.goto(f"{airflow.base_url}/connections")
+    page.get_by_role("button", name=re.compile("add connection", re.I)).click()
+    page.get_by_label(re.compile("connection id", re.I)).fill(CONN_ID)
+    page.get_by_role("combobox").first.click()
+    page.get_by_role("option", name="Coverbase").click()
+    page.get_by_label("Base URL").fill(emulator.base_url)
+    page.get_by_label("API key").fill(emulator.api_key)
+    page.get_by_role("button", name="Extra Fields", exact=True).click()  # an accordion: opens, closes the rest
+    # The extra fields' labels are not tied to their inputs (Airflow 3.3.2), hence the input names.
+    timeout_field = page.locator("[name=element_timeout]")
+    checks.check("extra fields start empty (no pre-filled default)", timeout_field.input_value() == "")
+    page.locator("[name=element_dashboard_url]").fill(f"{emulator.base_url}/_emulator")
+    form_text = page.get_by_role("dialog").inner_text()
+    checks.check(
+        "the form names the client's defaults",
+        all(f"Empty: {v}." in form_text for v in ("30", "10", "3", "0.5", DEFAULT_DASHBOARD_RUN_PATH)),
+    )
+    shot("01-connection-form")
+    page.get_by_role("button", name=re.compile("^save$", re.I)).click()
+    stored = airflow.wait_for(lambda: airflow.get(f"/api/v2/connections/{CONN_ID}"), 30, "connection not saved")
+    extra = json.loads(stored.get("extra") or "{}")
+    # Empty fields are saved as null, which the hook reads as "the client's default".
+    checks.check(
+        "saving the form stores only what was typed",
+        {k for k, v in extra.items() if v is not None} == {"dashboard_url"},
+        f"extra={json.dumps(extra)}",
+    )
+
+    # ---- 2. Test in the connection list ---------------------------------------------------
+    page.goto(f"{airflow.base_url}/connections")
+    row = page.get_by_role("row").filter(has_text=CONN_ID)
+    with page.expect_response(lambda r: r.url.endswith("/api/v2/connections/test")) as answer:
+        row.get_by_role("button", name=re.compile("test", re.I)).click()
+    response = answer.value
+    posted = json.loads(response.request.post_data or "{}")
+    checks.check("the UI posts port 0 (Number(null))", posted.get("port") == 0, f"port={posted.get('port')!r}")
+    body = response.json()
+    checks.check(
+        "Test reaches CoverbaseHook.test_connection",
+        response.status == 200 and body.get("status") is True and "Auth successful" in body.get("message", ""),
+        f"HTTP {response.status} {json.dumps(body)}",
+    )
+    toast = page.get_by_text("Test Connection Successful")
+    expect(toast).to_be_visible()
+    checks.check("the UI shows 'Test Connection Successful'", toast.is_visible())
+    shot("02-connection-test")
+
+    # ---- 3. trigger the quarterly sweep --------------------------------------------------
+    page.goto(f"{airflow.base_url}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("Single Run").first).to_be_visible()
+    shot("03-trigger-dialog")
+    dialog.get_by_role("button", name="Trigger", exact=True).click()
+    runs = airflow.wait_for(
+        lambda: (airflow.get(f"/api/v2/dags/{DAG_ID}/dagRuns") or {}).get("dag_runs"), 30, "no DAG run"
+    )
+    run_id = runs[0]["dag_run_id"]
+    checks.check("a run was triggered from the UI", runs[0]["run_type"] == "manual", run_id)
+
+    # ---- 4. the extra link while the task is deferred -----------------------------------
+    airflow.wait_for(lambda: airflow.task_instance(run_id).get("state") == "deferred", 180, "the task did not defer")
+    started = list(emulator.state.runs)  # the emulator's run ids, oldest first
+    checks.check("one Coverbase run was started", len(started) == 1, ", ".join(started))
+    workflow_run_id = started[-1] if started else ""
+    ti_url = f"{airflow.base_url}/dags/{DAG_ID}/runs/{run_id}/tasks/{TASK_ID}"
+    page.goto(ti_url)
+    page.get_by_role("link", name="Details", exact=True).click()  # the task instance's Details tab
+    expect(page.get_by_text("Extra Links")).to_be_visible()
+    link = page.get_by_role("link", name="Coverbase workflow run")
+    expect(link).to_be_visible()
+    href = link.get_attribute("href") or ""
+    state_now = airflow.task_instance(run_id).get("state")
+    expected_prefix = f"{emulator.base_url}/_emulator/workflows/runs/"
+    checks.check(
+        "Details > Extra Links has 'Coverbase workflow run' while deferred",
+        state_now == "deferred" and href.startswith(expected_prefix),
+        f"state={state_now} href={href}",
+    )
+    checks.check("the link points at this run", bool(workflow_run_id) and href.endswith(workflow_run_id), href)
+    shot("04-extra-link-deferred")
+
+    # ---- 5. let the run finish; the checkpoints in the log -------------------------------
+    emulator.set_speed(1.0)
+    final = airflow.wait_for(
+        lambda: airflow.task_instance(run_id).get("state") in ("success", "failed") and airflow.task_instance(run_id),
+        120,
+        "the task did not finish",
+    )
+    checks.check("the task succeeded", final["state"] == "success", final["state"])
+    page.goto(f"{ti_url}?try_number={final['try_number']}")  # the Logs tab
+    expect(page.get_by_text(f"Checkpoint reached: {CHECKPOINTS[-1]}").first).to_be_visible()
+    shot("05-task-log")
+    missing = [c for c in CHECKPOINTS if page.get_by_text(f"Checkpoint reached: {c}").count() == 0]
+    checks.check(
+        "the log shows every checkpoint ('Checkpoint reached: ...')",
+        not missing,
+        f"missing {missing}" if missing else ", ".join(CHECKPOINTS),
+    )
+
+
+def main() -> int:
+    chromium = ensure_chromium()
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        print("ui-check needs Playwright: run `make ui-check` (or pip install '.[ui-check]')", file=sys.stderr)
+        return 2
+    checks = Checks()
+    try:
+        run_checks(chromium, checks)
+    except Exception as exc:
+        traceback.print_exc()
+        checks.check("ui-check ran to the end", False, f"{type(exc).__name__}: {exc}")
+    print(f"\n{checks.passed} passed, {len(checks.failed)} failed; screenshots in {OUT}")
+    return 1 if checks.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
