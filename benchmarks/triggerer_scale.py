@@ -14,7 +14,7 @@ does) in one loop, against a fake server in *another* process that answers each 
   with a JSON body, ``life_cycle_state`` RUNNING.
 
 Connections come from ``AIRFLOW_CONN_*`` variables (JSON form). The peers come from the ``bench`` extra
-(``pip install -e '.[dev,bench]'``; ``make bench-triggers`` does it).
+(``make bench-triggers`` installs them with ``pip install -e '.[testing,bench]'`` in ``.venv-bench``).
 
 Rounds (``--rounds``):
 
