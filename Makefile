@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench dist-check clean
+.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,20 @@ dist-check: $(STAMP)
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/python scripts/check_dist.py dist
 
+## make bench-triggers: N waiting triggers in one event loop, ours beside the peer providers' triggers
+## (about 40 min; BENCH_ARGS=--quick for about 10, --help for the flags). The peers come from the bench
+## extra, in a venv of their own: installed in .venv they would change what `make test` sees.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[testing,bench]'
+	touch $(BENCH_STAMP)
+
+bench-triggers: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/triggerer_scale.py $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -79,4 +93,4 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not e2e"
 
 clean:
-	rm -rf $(VENV) $(AF32_VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist
+	rm -rf $(VENV) $(AF32_VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist
