@@ -288,17 +288,20 @@ def test_simultaneous_deliveries_give_one_event(stack: Stack) -> None:
 
 
 def test_secret_of_a_connection_stored_in_the_database(stack: Stack) -> None:
-    created = httpx.post(
-        f"{stack.base}/api/v2/connections",
-        json={
-            "connection_id": "coverbase_org_b",
-            "conn_type": "coverbase",
-            "host": stack.emulator.base_url,
-            "password": stack.emulator.api_key,
-            "extra": json.dumps({"webhook_secret": "whsec_org_b_secret_0123456789"}),
-        },
-        timeout=10,
-    )
+    connection = {
+        "connection_id": "coverbase_org_b",
+        "conn_type": "coverbase",
+        "host": stack.emulator.base_url,
+        "password": stack.emulator.api_key,
+        "extra": json.dumps({"webhook_secret": "whsec_org_b_secret_0123456789"}),
+    }
+    # SQLite allows one writer: while the scheduler and the dag-processor write, Airflow's API can
+    # answer this POST with a 500 "Database error" (database is locked). Setup only: try again.
+    for _ in range(10):
+        created = httpx.post(f"{stack.base}/api/v2/connections", json=connection, timeout=10)
+        if created.status_code != 500:
+            break
+        time.sleep(1)
     assert created.status_code == 201, created.text
     assert json.loads(created.json()["extra"]) == {"webhook_secret": "***"}  # redacted by Airflow
     body = legacy_event("cbevt_org_b_0001")
