@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 ACCEPTED, REQUESTS, PORT, ALIVE = range(4)
+CLIENT_SEND = "client-send"
 SLOTS = 4
 API_KEY = "ak_bench_0123456789abcdef0123456789abcdef"
 CONN_ID = "coverbase_transport_bench"
@@ -226,6 +227,26 @@ def _aiohttp_factory() -> Callable[[], Any]:
     return lambda: AiohttpTransport(verify=shared_ssl_context(), trust_env=False, client=session)
 
 
+def split_transport(name: str) -> tuple[str, bool]:
+    """``"httpcore+client-send"`` -> ``("httpcore", True)``: the transport, and whether to send the old way."""
+    transport, _, via = name.partition("+")
+    if via not in ("", CLIENT_SEND):
+        raise SystemExit(f"unknown suffix {via!r} in {name!r} (only +{CLIENT_SEND})")
+    return transport, via == CLIENT_SEND
+
+
+def _send_through_httpx_client() -> None:
+    """Make the shared client send as before: through ``httpx.AsyncClient.send``, not straight to its transport."""
+    import httpx
+
+    from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
+
+    async def send(self: AsyncCoverbaseClient, request: httpx.Request) -> httpx.Response:
+        return await self._http.send(request)
+
+    AsyncCoverbaseClient._send = send  # type: ignore[method-assign]
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
@@ -242,10 +263,13 @@ async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     from airflow_provider_coverbase.client._shared import shared_clients
     from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
 
-    if args.transport == "none":
+    transport, client_send = split_transport(args.transport)
+    if client_send:
+        _send_through_httpx_client()
+    if transport == "none":
         shared_clients._transport_factory = lambda: _NoNetwork(counters)
     else:
-        shared_clients._transport_factory = transport_factory(args.transport)
+        shared_clients._transport_factory = transport_factory(transport)
     lags: list[tuple[float, float]] = []
 
     async def monitor() -> None:
@@ -325,7 +349,7 @@ def work_main(args: argparse.Namespace) -> None:
 
     import airflow_provider_coverbase.triggers.coverbase  # noqa: F401
 
-    transport_factory(args.transport)  # import the transport's modules before the baseline RSS too
+    transport_factory(split_transport(args.transport)[0])  # import the transport's modules before the baseline RSS too
     counters = Counters(args.counters)
     try:
         result = asyncio.run(_work(args, counters))
@@ -394,7 +418,11 @@ def main() -> None:
     parser.add_argument(
         "--transports",
         default="httpcore,aiohttp,none",
-        help="comma-separated, of: httpcore, aiohttp, none (no I/O: the floor)",
+        help=(
+            "comma-separated, of: httpcore, aiohttp, none (no I/O: the floor); a +client-send suffix "
+            "(e.g. httpcore+client-send) sends through httpx.AsyncClient.send as before, not straight "
+            "to the transport"
+        ),
     )
     parser.add_argument("--profile", help="cProfile the measured windows into PROFILE.<transport> (slows them)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
