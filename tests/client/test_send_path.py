@@ -177,9 +177,8 @@ async def test_answers_are_read_whole_and_the_connection_reused(make_client: Any
 
 async def test_response_names_its_request(make_client: Any) -> None:
     """A body we cannot read is reported with the method and path of ``response.request``."""
-    api = make_client(
-        "https://api.coverbase.test", transport=httpx.MockTransport(lambda request: httpx.Response(200, text="not json"))
-    )
+    unreadable = httpx.MockTransport(lambda request: httpx.Response(200, text="not json"))
+    api = make_client("https://api.coverbase.test", transport=unreadable)
 
     with pytest.raises(CoverbaseResponseValidationError) as caught:
         await api("get_workflow_run", "wr_1")
