@@ -91,6 +91,9 @@ class CoverbaseClient:
             verify=shared_ssl_context(),
             limits=connection_limits(max_connections, keepalive_expiry),
         )
+        # Requests go straight to the transport httpx picked for our one base URL (its pool, or the
+        # proxy from HTTP(S)_PROXY/NO_PROXY when no transport is passed): see :meth:`_send`.
+        self._transport = self._http._transport_for_url(httpx.URL(self._core.config.base_url))
 
     @property
     def config(self) -> ClientConfig:
@@ -129,7 +132,7 @@ class CoverbaseClient:
             self._wait_for_budget(after_pause=not own_pause_waited)
             outcome: httpx.Response | httpx.TransportError
             try:
-                outcome = self._http.send(call.request)
+                outcome = self._send(call.request)
             except httpx.TransportError as exc:
                 outcome = exc
             try:
@@ -146,6 +149,31 @@ class CoverbaseClient:
             if not isinstance(result, Call):
                 return result
             call, attempt, own_pause_waited = result, 0, False  # a 409 replay named a run: read it
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` to its transport and read the answer: the part of ``httpx.Client.send`` we use.
+
+        ``Client.send`` spends most of a poll's CPU on features this client never uses: auth flows
+        (the key is a header of the request), redirects (never followed: a 3xx is an answer), the
+        cookie jar, event hooks, per-call timeouts. What it does that matters is kept here: the
+        timeout travels in ``request.extensions`` (set once when :class:`ClientCore` builds the
+        request), the body is read fully and the response closed, ``response.request`` is set, and a
+        transport error (already an ``httpx.TransportError``) names its request. Not kept: httpx's
+        INFO log line per request.
+        """
+        if self._http.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        try:
+            response = self._transport.handle_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        response.request = request
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
     def _wait_for_budget(self, *, after_pause: bool) -> None:
         wait, generation = self._budget.reserve(after_pause=after_pause)
