@@ -17,6 +17,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TriggerEvent
 
+from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
 from airflow_provider_coverbase.testing import CoverbaseEmulator
 
 
@@ -107,3 +108,21 @@ def emulator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.fixture
 def ti() -> FakeTI:
     return FakeTI()
+
+
+# ---- the operator under test, as the operator and task-log tests build it ----------------------
+
+SWEEP = "quarterly-privacy-sweep"
+SWEEP_INPUT = {"quarter": "2026-Q4", "vendor_filter": {"tags": ["processes_pii"], "tier": 1}}
+
+
+def operator(**kwargs: Any) -> CoverbaseRunWorkflowOperator:
+    settings: dict[str, Any] = {
+        "task_id": "run_sweep",
+        "workflow_name": SWEEP,
+        "input": SWEEP_INPUT,
+        "poll_interval": 0.02,
+        "retries": 2,
+    }
+    settings.update(kwargs)
+    return CoverbaseRunWorkflowOperator(**settings)

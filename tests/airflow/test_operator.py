@@ -15,24 +15,19 @@ from airflow_provider_coverbase.operators.coverbase import STATE_KEY, CoverbaseR
 from airflow_provider_coverbase.testing import CoverbaseEmulator
 from airflow_provider_coverbase.tracking import derive_idempotency_key
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
-from tests.airflow.conftest import FakeTI, MemoryStateStore, execute, make_context, run_trigger
+from tests.airflow.conftest import (
+    SWEEP,
+    SWEEP_INPUT,
+    FakeTI,
+    MemoryStateStore,
+    execute,
+    make_context,
+    operator,
+    run_trigger,
+)
 
-SWEEP = "quarterly-privacy-sweep"
-SWEEP_INPUT = {"quarter": "2026-Q4", "vendor_filter": {"tags": ["processes_pii"], "tier": 1}}
 CHECKPOINTS = ["vendors_selected", "questionnaires_dispatched", "responses_aggregated", "report_delivered"]
 STEP_LABELS = ["vendors_selected", "questionnaires_dispatched", "responses_aggregated", "report_delivered"]
-
-
-def operator(**kwargs: Any) -> CoverbaseRunWorkflowOperator:
-    settings: dict[str, Any] = {
-        "task_id": "run_sweep",
-        "workflow_name": SWEEP,
-        "input": SWEEP_INPUT,
-        "poll_interval": 0.02,
-        "retries": 2,
-    }
-    settings.update(kwargs)
-    return CoverbaseRunWorkflowOperator(**settings)
 
 
 @pytest.fixture(params=[False, True], ids=["polling", "deferrable"])

@@ -12,28 +12,13 @@ import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
-from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
 from airflow_provider_coverbase.testing import CoverbaseEmulator
-from tests.airflow.conftest import FakeTI, MemoryStateStore, execute, make_context
+from tests.airflow.conftest import SWEEP, SWEEP_INPUT, FakeTI, MemoryStateStore, execute, make_context, operator
 
-SWEEP = "quarterly-privacy-sweep"
-SWEEP_INPUT = {"quarter": "2026-Q4", "vendor_filter": {"tags": ["processes_pii"], "tier": 1}}
 #: The log view's own pattern (airflow/ui/dist, Airflow 3.3.2): a URL after whitespace or at the start
 #: of a line, up to the next whitespace. Whatever touches the URL becomes part of the link.
 AIRFLOW_LOG_LINK = re.compile(r"(?:\s|^)(https?://(?:www\.|(?!www))[^\s.]+\.\S{2,}|www\.\S+\.\S{2,})")
 ATTACHED = "of this chain is attached to run"
-
-
-def operator(**kwargs: Any) -> CoverbaseRunWorkflowOperator:
-    settings: dict[str, Any] = {
-        "task_id": "run_sweep",
-        "workflow_name": SWEEP,
-        "input": SWEEP_INPUT,
-        "poll_interval": 0.02,
-        "retries": 2,
-    }
-    settings.update(kwargs)
-    return CoverbaseRunWorkflowOperator(**settings)
 
 
 def message_of(line: str) -> str:
