@@ -32,6 +32,8 @@ from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 __all__ = [
     "DEFAULT_MAX_POLL_INTERVAL",
     "POLL_AGE_FRACTION",
+    "WAKE_TICK",
+    "coalesced_delay",
     "derive_idempotency_key",
     "describe_run",
     "linked",
@@ -46,6 +48,9 @@ __all__ = [
 #: Longest pause between two polls by default (30 min). With ``poll_interval=30`` a 14-day run
 #: costs about 760 GETs instead of 40,320 at a fixed 30 s.
 DEFAULT_MAX_POLL_INTERVAL = 1800.0
+#: Polls fall due on a grid of this many seconds of the event loop's clock, so that the polls of many
+#: triggers due within the same quarter second wake the loop once (see :func:`coalesced_delay`).
+WAKE_TICK = 0.25
 #: The pause between polls grows to this fraction of the run's age: a run that has been going for
 #: ten hours is read every 30 min, one that started ten minutes ago every 30 s.
 POLL_AGE_FRACTION = 0.05
@@ -62,6 +67,21 @@ def poll_interval_for(age: float, poll_interval: float, max_poll_interval: float
     """
     age = age if math.isfinite(age) and age > 0 else 0.0
     return max(poll_interval, min(max_poll_interval, POLL_AGE_FRACTION * age))
+
+
+def coalesced_delay(now: float, pause: float, tick: float = WAKE_TICK) -> float:
+    """``pause`` seconds from ``now``, stretched to end on the next multiple of ``tick``.
+
+    ``now`` is the event loop's clock (``loop.time()``). Each wake-up of an idle event loop costs
+    far more CPU than the poll it makes (measured here: about 0.17 ms per wake-up, against about
+    0.05 ms for the poll), so a thousand triggers that each wake on their own spend most of their CPU
+    waking up. On a shared grid, every poll due in the same ``tick`` wakes the loop once. A pause is
+    stretched by less than ``tick``, and only pauses of at least ``20 * tick`` (5 s) are, so no pause
+    grows by more than 5 %; shorter ones are returned unchanged.
+    """
+    if not pause >= 20 * tick:
+        return pause
+    return math.ceil((now + pause) / tick) * tick - now
 
 
 def resolve_max_poll_interval(poll_interval: float, max_poll_interval: float | None) -> float:

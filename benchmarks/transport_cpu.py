@@ -63,6 +63,7 @@ from typing import Any
 
 ACCEPTED, REQUESTS, PORT, ALIVE = range(4)
 CLIENT_SEND = "client-send"
+OWN_WAKE = "own-wake"
 SLOTS = 4
 API_KEY = "ak_bench_0123456789abcdef0123456789abcdef"
 CONN_ID = "coverbase_transport_bench"
@@ -206,9 +207,17 @@ def transport_factory(name: str) -> Callable[[], Any]:
     if name == "none":
         return _no_network_class()
     if name == "httpcore":
-        from airflow_provider_coverbase.client._shared import ShardedAsyncTransport
+        import httpx
 
-        return ShardedAsyncTransport
+        from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY
+        from airflow_provider_coverbase.client._http import connection_limits, shared_ssl_context
+
+        limits = connection_limits(32, DEFAULT_KEEPALIVE_EXPIRY)
+        return lambda: httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
+    if name == "wire":
+        from airflow_provider_coverbase.client._wire import WireTransport
+
+        return WireTransport
     if name == "aiohttp":
         return _aiohttp_factory()
     raise SystemExit(f"unknown transport {name!r}")
@@ -233,12 +242,20 @@ def _aiohttp_factory() -> Callable[[], Any]:
     return lambda: AiohttpTransport(verify=shared_ssl_context(), trust_env=False, client=session)
 
 
-def split_transport(name: str) -> tuple[str, bool]:
-    """``"httpcore+client-send"`` -> ``("httpcore", True)``: the transport, and whether to send the old way."""
-    transport, _, via = name.partition("+")
-    if via not in ("", CLIENT_SEND):
-        raise SystemExit(f"unknown suffix {via!r} in {name!r} (only +{CLIENT_SEND})")
-    return transport, via == CLIENT_SEND
+def split_transport(name: str) -> tuple[str, set[str]]:
+    """``"httpcore+client-send"`` -> ``("httpcore", {"client-send"})``: the transport and its suffixes."""
+    transport, *suffixes = name.split("+")
+    unknown = set(suffixes) - {CLIENT_SEND, OWN_WAKE}
+    if unknown:
+        raise SystemExit(f"unknown suffix {sorted(unknown)} in {name!r} (only +{CLIENT_SEND}, +{OWN_WAKE})")
+    return transport, set(suffixes)
+
+
+def _wake_on_own_time() -> None:
+    """Make every trigger wake at its own time, as before polls were put on a shared grid."""
+    from airflow_provider_coverbase.triggers import coverbase
+
+    coverbase.coalesced_delay = lambda now, pause, tick=0.0: pause  # type: ignore[assignment]
 
 
 def _send_through_httpx_client() -> None:
@@ -269,9 +286,11 @@ async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     from airflow_provider_coverbase.client._shared import shared_clients
     from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
 
-    transport, client_send = split_transport(args.transport)
-    if client_send:
+    transport, suffixes = split_transport(args.transport)
+    if CLIENT_SEND in suffixes:
         _send_through_httpx_client()
+    if OWN_WAKE in suffixes:
+        _wake_on_own_time()
     if transport == "none":
         shared_clients._transport_factory = lambda: _NoNetwork(counters)
     else:
@@ -423,11 +442,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fresh workers per transport (median)")
     parser.add_argument(
         "--transports",
-        default="httpcore,aiohttp,none",
+        default="wire,wire+own-wake,httpcore,none",
         help=(
-            "comma-separated, of: httpcore, aiohttp, none (no I/O: the floor); a +client-send suffix "
-            "(e.g. httpcore+client-send) sends through httpx.AsyncClient.send as before, not straight "
-            "to the transport"
+            "comma-separated, of: wire (the default transport), httpcore, aiohttp, none (no I/O: the "
+            "floor); suffixes: +client-send (e.g. httpcore+client-send) sends through "
+            "httpx.AsyncClient.send as before, not straight to the transport; +own-wake wakes each "
+            "trigger at its own time instead of on the shared grid"
         ),
     )
     parser.add_argument("--profile", help="cProfile the measured windows into PROFILE.<transport> (slows them)")

@@ -8,6 +8,8 @@ from airflow_provider_coverbase.models import WorkflowRun
 from airflow_provider_coverbase.tracking import (
     DEFAULT_MAX_POLL_INTERVAL,
     POLL_AGE_FRACTION,
+    WAKE_TICK,
+    coalesced_delay,
     poll_interval_for,
     resolve_max_poll_interval,
     run_age,
@@ -69,3 +71,25 @@ def test_run_age_follows_started_at_then_the_fallback() -> None:
     no_start = WorkflowRun.model_validate({"workflow_run_id": "r", "status": "pending"})
     assert run_age(no_start, fallback_start=1_000_000, now=1_000_060) == 60
     assert run_age(None, fallback_start=1_000_000, now=999_000) == 0  # never negative
+
+
+@pytest.mark.parametrize("now", [0.0, 0.1, 1234.567, 98765.4321])
+@pytest.mark.parametrize("pause", [5.0, 7.3, 30.0, 1800.0])
+def test_pauses_end_on_the_shared_grid_and_grow_less_than_a_tick(now: float, pause: float) -> None:
+    delay = coalesced_delay(now, pause)
+
+    ticks = (now + delay) / WAKE_TICK
+    assert abs(ticks - round(ticks)) < 1e-6  # on the grid: polls due in one tick wake the loop together
+    assert pause <= delay < pause + WAKE_TICK + 1e-9
+    assert delay <= pause * 1.05
+
+
+def test_triggers_due_in_the_same_tick_share_one_wake_up() -> None:
+    # Three triggers whose own pauses end 0.01 s, 0.1 s and 0.2 s apart, all inside one tick.
+    ends = {round(now + coalesced_delay(now, 30.0), 9) for now in (1000.01, 1000.1, 1000.2)}
+    assert ends == {1030.25}
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.01, 1.0, 4.99])
+def test_short_pauses_are_left_alone(pause: float) -> None:
+    assert coalesced_delay(123.456, pause) == pause

@@ -19,8 +19,9 @@ from airflow_provider_coverbase.client._config import (
     RetryPolicy,
 )
 from airflow_provider_coverbase.client._core import RunListFilters, check_json_object, is_missing_list_endpoint
-from airflow_provider_coverbase.client._shared import ShardedAsyncTransport, SharedClients, shared_clients
+from airflow_provider_coverbase.client._shared import SharedClients, shared_clients
 from airflow_provider_coverbase.client._sync import CoverbaseClient
+from airflow_provider_coverbase.client._wire import WireTransport
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -36,8 +37,8 @@ __all__ = [
     "RequestBudget",
     "RetryPolicy",
     "RunListFilters",
-    "ShardedAsyncTransport",
     "SharedClients",
+    "WireTransport",
     "check_json_object",
     "is_missing_list_endpoint",
     "shared_clients",

@@ -12,9 +12,10 @@ connection and *release* it when done:
 - a changed connection (a rotated key, another URL, another budget) has another fingerprint, so new
   users get a new client while the users of the old one finish with it undisturbed.
 
-Its requests go through a few small connection pools (:class:`ShardedAsyncTransport`): one httpx pool
-with many connections in flight spends more CPU per request and serves fewer requests per second
-than several small ones. All users share the connection's :class:`RequestBudget`.
+Its requests go through a :class:`~airflow_provider_coverbase.client._wire.WireTransport`: HTTP/1.1
+on asyncio protocols, at most 32 connections kept alive, a fraction of the CPU per request of
+httpx's own async transport (httpcore on anyio). All users share the connection's
+:class:`RequestBudget`.
 """
 
 from __future__ import annotations
@@ -28,70 +29,13 @@ import httpx
 
 from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
 from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY, ClientConfig
-from airflow_provider_coverbase.client._http import connection_limits, shared_ssl_context
+from airflow_provider_coverbase.client._wire import DEFAULT_MAX_CONNECTIONS, WireTransport
 
-__all__ = [
-    "DEFAULT_CONNECTIONS_PER_SHARD",
-    "DEFAULT_SHARDS",
-    "ShardedAsyncTransport",
-    "SharedClients",
-    "shared_clients",
-]
-
-#: Connection pools per shared client, and connections per pool: at most 32 connections per
-#: connection id, event loop and process. Polls at 1,000 triggers x 5 s need a handful.
-DEFAULT_SHARDS = 8
-DEFAULT_CONNECTIONS_PER_SHARD = 4
+__all__ = ["SharedClients", "shared_clients"]
 
 
-class ShardedAsyncTransport(httpx.AsyncBaseTransport):
-    """A few small httpx connection pools, kept alive, with the waiting done in front of them.
-
-    httpcore scans its whole queue and every idle connection each time it hands out a connection,
-    so thousands of requests queued in one pool cost quadratic CPU. Here at most ``shards x
-    connections_per_shard`` requests are inside the pools at once; the rest wait on an
-    ``asyncio.Semaphore`` (constant cost each). A request goes to the least busy pool (the first on
-    a tie), so a light load keeps to a connection or two and a heavy one spreads over all. Bodies
-    are read inside the slot (API answers are small JSON), so a slot is never held by a caller.
-    """
-
-    def __init__(
-        self,
-        shards: int = DEFAULT_SHARDS,
-        connections_per_shard: int = DEFAULT_CONNECTIONS_PER_SHARD,
-        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
-    ) -> None:
-        if shards < 1 or connections_per_shard < 1:
-            raise ValueError("a sharded transport needs at least one shard of at least one connection")
-        limits = connection_limits(connections_per_shard, keepalive_expiry)
-        context = shared_ssl_context()
-        self._pools = [httpx.AsyncHTTPTransport(verify=context, limits=limits) for _ in range(shards)]
-        self._busy = [0] * shards
-        self._slots: asyncio.Semaphore | None = None  # made in the loop that uses it
-        self._capacity = shards * connections_per_shard
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self._capacity)
-        async with self._slots:
-            busy = self._busy
-            index = busy.index(min(busy))
-            busy[index] += 1
-            try:
-                response = await self._pools[index].handle_async_request(request)
-                try:
-                    content = await response.aread()
-                finally:
-                    await response.aclose()
-            finally:
-                busy[index] -= 1
-        return httpx.Response(
-            response.status_code, headers=response.headers, content=content, extensions=response.extensions
-        )
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+def _default_transport() -> httpx.AsyncBaseTransport:
+    return WireTransport(DEFAULT_MAX_CONNECTIONS, keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY)
 
 
 @dataclass(slots=True)
@@ -104,11 +48,12 @@ class SharedClients:
     """The registry: shared async clients keyed by (event loop, connection name, config fingerprint).
 
     ``transport_factory`` builds the transport of each new shared client (tests pass one that
-    returns an ``httpx.MockTransport``); by default a :class:`ShardedAsyncTransport`.
+    returns an ``httpx.MockTransport``); by default a :class:`WireTransport`, its connections kept
+    alive for ``DEFAULT_KEEPALIVE_EXPIRY`` (an hour: longer than any poll interval).
     """
 
     def __init__(self, transport_factory: Callable[[], httpx.AsyncBaseTransport] | None = None) -> None:
-        self._transport_factory = transport_factory or ShardedAsyncTransport
+        self._transport_factory = transport_factory or _default_transport
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Entry]] = (
             weakref.WeakKeyDictionary()
         )

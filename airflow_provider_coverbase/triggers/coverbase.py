@@ -28,6 +28,7 @@ from airflow_provider_coverbase.exceptions import CoverbaseError, RateLimitError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 from airflow_provider_coverbase.tracking import (
+    coalesced_delay,
     linked,
     outcome_error,
     poll_interval_for,
@@ -151,6 +152,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
             # The first poll at a random point of the first interval: spreads triggers deferred together.
             pause = random.random() * self.next_interval(None, started)  # noqa: S311  # jitter, not crypto
             polled = False
+            loop = asyncio.get_running_loop()
             while True:
                 now = time.time()
                 if self.deadline is not None:
@@ -159,7 +161,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                         yield self._event("timeout", message, last)
                         return
                     pause = min(pause, max(0.0, self.deadline - now))
-                await asyncio.sleep(pause)
+                await asyncio.sleep(coalesced_delay(loop.time(), pause))
                 polled = True
                 try:
                     current = await client.send(call)

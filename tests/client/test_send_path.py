@@ -1,7 +1,7 @@
 """The clients send straight to their transport, skipping ``httpx.Client.send``: what that must keep.
 
 Each scenario runs on the sync client, the async client, and the async client over the shared
-client's :class:`ShardedAsyncTransport`, against a raw HTTP/1.1 server on loopback (it records every
+client's :class:`WireTransport`, against a raw HTTP/1.1 server on loopback (it records every
 request head and the connections it accepted) or an ``httpx.MockTransport``: timeouts still apply, a
 refused connection is still a connection error, answers are read whole (the connection is reused),
 ``response.request`` is set, a 3xx is an answer (never followed), the proxy from the environment is
@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from airflow_provider_coverbase.client import RetryPolicy
-from airflow_provider_coverbase.client._shared import ShardedAsyncTransport
+from airflow_provider_coverbase.client._wire import WireTransport
 from airflow_provider_coverbase.exceptions import (
     CoverbaseAPIError,
     CoverbaseConnectionError,
@@ -106,11 +106,11 @@ def silent_server() -> Iterator[RawServer]:
 
 
 #: (client kind, transport): the sync and async clients with httpx's own pool, and the async client
-#: over the shared client's sharded transport (what triggers use).
-VARIANTS = [("sync", None), ("async", None), ("async", "sharded")]
+#: over the shared client's wire transport (what triggers use).
+VARIANTS = [("sync", None), ("async", None), ("async", "wire")]
 
 
-@pytest.fixture(params=VARIANTS, ids=["sync", "async", "async-sharded"])
+@pytest.fixture(params=VARIANTS, ids=["sync", "async", "async-wire"])
 def variant(request: pytest.FixtureRequest) -> tuple[str, str | None]:
     kind, transport = request.param
     return str(kind), transport
@@ -122,8 +122,8 @@ async def make_client(variant: tuple[str, str | None]) -> AsyncIterator[Any]:
 
     def factory(base_url: str, **kwargs: Any) -> DualClient:
         kind, transport = variant
-        if transport == "sharded":
-            kwargs.setdefault("transport", ShardedAsyncTransport(shards=2, connections_per_shard=1))
+        if transport == "wire":
+            kwargs.setdefault("transport", WireTransport(max_connections=2))
         kwargs.setdefault("retry", RetryPolicy(max_attempts=1))
         client = DualClient(kind, API_KEY, base_url=base_url, **kwargs)
         made.append(client)

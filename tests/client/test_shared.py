@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from airflow_provider_coverbase.client import AsyncCoverbaseClient, ClientConfig, SharedClients
-from airflow_provider_coverbase.client._shared import ShardedAsyncTransport
+from airflow_provider_coverbase.client._wire import WireTransport
 from tests.fake_api import API_KEY, FakeCoverbaseAPI
 
 BASE_URL = "https://api.coverbase.test"
@@ -85,9 +85,6 @@ async def test_the_key_never_shows(registry: SharedClients) -> None:
     await registry.release(client)
 
 
-async def test_the_sharded_transport_needs_a_pool() -> None:
-    transport = ShardedAsyncTransport(shards=4, connections_per_shard=2)
-    assert len(transport._pools) == 4
-    with pytest.raises(ValueError, match="at least one shard"):
-        ShardedAsyncTransport(shards=0)
-    await transport.aclose()
+async def test_the_wire_transport_needs_a_connection() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        WireTransport(max_connections=0)
