@@ -153,3 +153,40 @@ async def test_on_kill_says_the_run_goes_on(capsys: pytest.CaptureFixture[str]) 
     await trigger.on_kill()
     line = f"Stopped waiting for Coverbase run cbwr_1: {url} Coverbase has no API to cancel it"
     assert line in capsys.readouterr().out  # the link is not wrapped in parentheses (Airflow would link the ")")
+
+
+async def test_pauses_end_on_the_shared_wake_up_grid(
+    emulator: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pause of 5 s or more ends on the 0.25 s grid of the loop's clock, so polls due together wake once.
+
+    The trigger's ``asyncio.sleep`` is recorded and made instant; the run ends after three polls.
+    """
+    from types import SimpleNamespace
+
+    from airflow_provider_coverbase.tracking import WAKE_TICK
+    from airflow_provider_coverbase.triggers import coverbase
+
+    emulator.add_workflow("three-polls", [("done", 60.0)])
+    emulator.set_speed(0)
+    run_id = await asyncio.to_thread(start, emulator, "three-polls")
+    loop = asyncio.get_running_loop()
+    wakes: list[tuple[float, float]] = []  # (requested pause, when it would have ended on the loop's clock)
+
+    async def recorded_sleep(delay: float) -> None:
+        wakes.append((delay, loop.time() + delay))
+        if len(wakes) == 3:
+            await asyncio.to_thread(emulator.advance, 61)
+
+    monkeypatch.setattr(
+        coverbase, "asyncio", SimpleNamespace(sleep=recorded_sleep, get_running_loop=asyncio.get_running_loop)
+    )
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=30, max_poll_interval=30, deadline=time.time() + 30)
+
+    (event,) = await events(trigger)
+
+    assert event.status == "completed"
+    assert len(wakes) == 3
+    for delay, end in wakes[1:]:  # the first pause is a random part of the first interval
+        assert 30 <= delay < 30 + WAKE_TICK
+        assert abs(end / WAKE_TICK - round(end / WAKE_TICK)) < 1e-3

@@ -54,7 +54,7 @@ async def test_500_triggers_share_a_handful_of_connections(
     assert {event.status for event in events} == {"completed"}
     opened = emulator.connections()["accepted"] - before
     assert polls() >= 2000
-    assert opened <= 33  # at most the shared pools' 8 x 4 connections (+1), not one per trigger or poll
+    assert opened <= 33  # at most the shared transport's 32 connections (+1), not one per trigger or poll
     # The last trigger to finish gave the shared client back, and it closed its connections.
     settings = await CoverbaseHook().aget_settings()
     assert shared_clients.users("coverbase_default", settings.client) == 0
