@@ -1,4 +1,4 @@
-"""What the async transport under the shared client costs: httpcore pools vs aiohttp, side by side.
+"""What the async transport under the shared client costs: ours (wire) vs httpcore and aiohttp, side by side.
 
 N ``CoverbaseWorkflowRunTrigger`` wait in one event loop of a worker process (one connection, so one
 shared ``AsyncCoverbaseClient``), polling a never-finishing run every ``--poll`` seconds (fixed
@@ -14,33 +14,33 @@ shows the median of each figure:
 - MB RSS per 1,000 triggers: the worker's RSS after the windows minus before the triggers started;
 - loop lag p99: how late a 20 ms ``asyncio.sleep`` woke up during the windows.
 
-Transports: ``httpcore`` is today's default (:class:`ShardedAsyncTransport`: 8 httpx/httpcore pools of
-4 connections behind a semaphore); ``aiohttp`` is ``httpx_aiohttp.AiohttpTransport`` over one
-aiohttp session per shared client (``TCPConnector(limit=32)``, the process's TLS context, the same
-keep-alive, no cookie jar, no proxies from the environment); ``none`` answers inside the worker
-without any I/O: the floor of the trigger, our client and httpx's ``AsyncClient``, which no transport
-can go below. The connection's request budget is off (``max_requests_per_second: 0``), so the figures
-are the transport's cost, not the budget's pacing. ``aiohttp`` needs ``pip install httpx-aiohttp``
-(not a dependency of the provider).
+Transports: ``wire`` is the default (:class:`~airflow_provider_coverbase.client.WireTransport`:
+HTTP/1.1 on asyncio protocols, at most 32 connections); ``httpcore`` is httpx's own
+``AsyncHTTPTransport`` with the same 32 connections kept alive; ``aiohttp`` is
+``httpx_aiohttp.AiohttpTransport`` over one aiohttp session per shared client
+(``TCPConnector(limit=32)``, the process's TLS context, the same keep-alive, no cookie jar, no
+proxies from the environment; needs ``pip install httpx-aiohttp``, not a dependency of the
+provider); ``none`` answers inside the worker without any I/O (building the answer's JSON there
+too): the floor of the trigger, our client and ``httpx.Response``. Suffixes: ``+own-wake`` wakes each
+trigger at its own time instead of on the shared 0.25 s grid (:func:`tracking.coalesced_delay`);
+``+client-send`` sends through ``httpx.AsyncClient.send`` instead of straight to the transport. The
+connection's request budget is off (``max_requests_per_second: 0``), so the figures are the
+transport's cost, not the budget's pacing.
 
-    .venv/bin/python benchmarks/transport_cpu.py [--n 1000] [--poll 5] [--repeats 3] [--transports httpcore,none]
+    .venv/bin/python benchmarks/transport_cpu.py [--n 1000] [--poll 5] [--repeats 3] [--transports wire,none]
 
-Measured on 2026-11-29 (2 shared CPUs, httpx 0.28.1, httpcore pools vs httpx-aiohttp 0.2.0 on aiohttp
-3.14.5; N=1,000, 5 s polls, median of 3): CPU s per 1,000 polls 1.33 / 1.12 / 0.71 (httpcore /
-aiohttp / none); across four such runs httpcore read 1.15-1.48 and aiohttp 0.86-1.12. No new
-connections per 1,000 polls with either transport, 13.7 / 13.6 / 11.2 MB RSS per 1,000 triggers,
-loop lag p99 4.5 / 14.8 / 4.5 ms. Even without any I/O (``none``) the poll costs 0.71 s per 1,000:
-no transport reaches 0.38. Under cProfile about 70 % of that floor is inside ``httpx.AsyncClient.send``
-(its cookie extraction alone about a quarter), the rest the trigger, our client and asyncio's timers.
-A ``+client-send`` suffix (``httpcore+client-send``, ``none+client-send``) sends the old way, through
-``httpx.AsyncClient.send``, instead of straight to the transport as the clients now do. Measured on
-2026-11-29 (same machine, N=1,000, 5 s polls, median of 3, in one run): CPU s per 1,000 polls 1.30 ->
-1.10 (httpcore+client-send -> httpcore) and 0.56 -> 0.40 (none+client-send -> none); lower in each of
-the three pairs of workers.
+Measured on 2026-11-29 (2 shared CPUs, another benchmark running beside it; httpx 0.28.1; N=1,000,
+5 s polls, median of 3 workers each), CPU s per 1,000 polls: **wire 0.37**, wire+own-wake 0.62,
+httpcore 2.31 (one httpcore pool of 32 connections: it scans its queue and idle connections each
+time it hands one out), none 0.33. No new connections per 1,000 polls with wire or httpcore (0.5 with
+wire+own-wake), 11.8 / 11.5 / 13.6 / 11.2 MB RSS per 1,000 triggers, loop lag p99 10.4 / 3.0 / 26.7 /
+16.4 ms. An idle event loop's wake-up alone costs about 0.17 ms of CPU on this machine (1,000 tasks
+each sleeping 5 s and waking on its own), which is why the shared grid halves the CPU per poll.
 
-Besides, httpx-aiohttp 0.2.0 maps a refused connection and a server hang-up to ``httpx.ConnectTimeout``,
-so they would read as ``CoverbaseTimeoutError`` ("did not answer in time") instead of
-``CoverbaseConnectionError``.
+Earlier, on the same machine (8 httpcore pools of 4 connections behind a semaphore, each trigger
+waking on its own): 1.33 (httpcore) vs 1.12 (aiohttp) vs 0.71 (none); httpx-aiohttp 0.2.0 also maps a
+refused connection and a server hang-up to ``httpx.ConnectTimeout``, so they would read as
+``CoverbaseTimeoutError`` ("did not answer in time") instead of ``CoverbaseConnectionError``.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._state == _UNTIL_CLOSE:
+        if self._state == _UNTIL_CLOSE and exc is None:  # the close ends the body
             self._state = _DONE
             self._keep_alive = False
             self._waiter = None
