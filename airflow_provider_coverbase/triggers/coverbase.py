@@ -9,7 +9,8 @@ Made to wait by the thousand in one triggerer: every trigger of a connection sha
 given back when it ends; the poll request is built once per trigger; the pause between polls grows
 with the run's age (:func:`~airflow_provider_coverbase.tracking.poll_interval_for`) and the first
 poll comes at a random point of the first interval, so triggers deferred (or restarted) together do
-not poll in lockstep.
+not poll in lockstep; pauses end on a shared 0.25 s grid of the loop's clock
+(:func:`~airflow_provider_coverbase.tracking.coalesced_delay`), so polls due together wake the loop once.
 """
 
 from __future__ import annotations
