@@ -139,12 +139,12 @@ async def test_cleanup_closes_the_client(emulator: CoverbaseEmulator) -> None:
     generator = trigger.run()
     task = asyncio.ensure_future(anext(generator))
     await asyncio.sleep(0.1)
-    assert trigger._hook is not None
+    assert trigger._client is not None
     task.cancel()  # the triggerer cancels a trigger it moves or stops
     with pytest.raises(asyncio.CancelledError):
         await task
     await trigger.cleanup()
-    assert trigger._hook is None
+    assert trigger._client is None
 
 
 async def test_on_kill_says_the_run_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
