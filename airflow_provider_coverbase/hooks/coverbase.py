@@ -266,7 +266,9 @@ class CoverbaseHook(BaseHook):
     every hook of the same connection in the running event loop (one TLS context, a few kept-alive
     connection pools and one request budget; see :mod:`airflow_provider_coverbase.client._shared`).
     Call :meth:`close`/:meth:`aclose` when done: ``aclose`` gives the shared client back, and the
-    last user's ``aclose`` closes its connections.
+    last user's ``aclose`` closes its connections. A user that keeps only the client (a waiting
+    trigger) gives it back with :meth:`release_async_client`. Each hook looks its connection up;
+    parsing it is memoised by its content (:func:`settings_from_connection`).
 
     :param coverbase_conn_id: The Airflow connection to use.
     :param transport: Replaces the sync network transport (tests pass ``httpx.MockTransport``).
