@@ -38,8 +38,9 @@ DEFAULT_RETRY_MAX_DELAY = 10.0
 #: How far a webhook's Coverbase-Timestamp may be from now, either way, in seconds (Coverbase suggests 5 min).
 DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE = 300.0
 #: Requests per second one process sends through one connection (all its triggers together).
-#: Coverbase documents no rate limit; 25/s with a burst of half a second keeps any 1-second window
-#: at or under about 37 requests, and is far above what adaptive polling needs (see the README).
+#: Coverbase documents no rate limit; 25/s, paced one by one with 5% headroom (no burst, see
+#: RequestBudget), keeps every 1-second window at or under 25 requests, and is far above what
+#: adaptive polling needs (see the README).
 DEFAULT_MAX_REQUESTS_PER_SECOND = 25.0
 #: Seconds an idle HTTP connection is kept for reuse. httpx's own default (5 s) is shorter than
 #: any poll interval, so every poll would open a new connection (a new TLS handshake in production).

@@ -23,7 +23,15 @@ Rounds (``--rounds``):
   by the server), event-loop lag p99 while waiting (a 20 ms ticker), the longest loop stall while the
   triggers start, detection delay p50/p95 (the server turns run ``i`` terminal at a known time; the worker
   notes when each trigger yields), and setup CPU per trigger (CPU until every trigger has polled once,
-  less one steady poll). Then the ratios of ours to each peer, and the issue's targets.
+  less one steady poll: it also holds what a first poll costs more than a steady one, such as the
+  log lines of a first reading, and the loop's idle CPU meanwhile). Then the ratios of ours to each
+  peer, and the issue's targets.
+- ``setup``: setting up alone, measured directly: per N and kind, in a fresh worker, the CPU from
+  creating N triggers until the loop is idle again, with the poll interval ``--setup-poll`` (10 h)
+  so that ours has not polled yet (its first poll comes at a random point of the first interval):
+  the trigger, the hook, the async connection lookup, parsing the connection, acquiring the shared
+  client, preparing the request. The peers poll as soon as they start, so their figure includes one
+  request each (the table says how many requests were made meanwhile).
 - ``errors``: every kind at once (request rates, not CPU, so they may share the cores): HTTP 500s for
   ``--error-seconds``, then connection refused for as long, then the server is back and every run ends:
   requests (or connection attempts) per trigger per second, and what the triggers did.
@@ -634,6 +642,55 @@ async def worker_scale(args: argparse.Namespace, counters: Counters) -> dict[str
     return result
 
 
+async def worker_setup(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
+    """Setting up alone: CPU from creating ``n`` triggers until the loop is idle again.
+
+    The poll interval is long (``--setup-poll``), so ours does not poll yet (its first poll comes at
+    a random point of the first interval) and the figure is its setup only: building the trigger,
+    the hook, the async connection lookup, the parsed settings, acquiring the shared client and
+    preparing the request. The peers poll at once when they start, so theirs includes that first
+    request (the table shows requests per trigger). Idle: a quarter second in which the process used
+    at most 2% of a CPU more than before the triggers (the loop-lag ticker's own CPU) and no request
+    reached the server. Not counted: that last quarter second, and the idle CPU over the wall time.
+    """
+    kind = KINDS[args.kind]
+    n = args.n
+    monitor = asyncio.create_task(lag_monitor(holder := Fleet(0)))
+    await asyncio.sleep(0.2)
+    gc.collect()
+    c = time.process_time()
+    await asyncio.sleep(1.0)
+    idle_rate = time.process_time() - c  # CPU seconds per second with no trigger (the ticker)
+    cpu0, wall0, perf0 = time.process_time(), time.monotonic(), time.perf_counter()
+    fleet = await start_fleet(kind, n, args.poll, counters, args.ours_kwargs)
+    quiet = 0.25
+    while True:
+        c, r = time.process_time(), counters[REQUESTS]
+        await asyncio.sleep(quiet)
+        last = time.process_time() - c
+        if last <= (idle_rate + 0.02) * quiet and counters[REQUESTS] == r:
+            break
+        if time.monotonic() - wall0 > args.setup_timeout:
+            monitor.cancel()
+            await stop_fleet(fleet)
+            return {"error": f"the loop did not go idle within {args.setup_timeout:.0f} s"}
+    wall = time.monotonic() - wall0 - quiet
+    cpu = time.process_time() - cpu0 - last - idle_rate * wall
+    perf_end = time.perf_counter() - quiet
+    stall = max((lag for at, lag in holder.lag if perf0 <= at <= perf_end), default=0.0)
+    result = {
+        "setup_cpu_ms_per_trigger": cpu / n * 1000,
+        "setup_requests_per_trigger": counters[REQUESTS] / n,
+        "setup_wall_s": wall,
+        "setup_stall_max_ms": stall * 1000,
+        "idle_cpu_per_s": idle_rate,
+        "ended_early": fleet.finished(),
+    }
+    monitor.cancel()
+    await stop_fleet(fleet)
+    return result
+
+
 async def worker_errors(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     kind = KINDS[args.kind]
     n, poll, seconds = args.n, args.poll, args.error_seconds
@@ -725,7 +782,12 @@ def worker_main(args: argparse.Namespace) -> None:
 
     counters = Counters(args.counters)
     try:
-        round_fn = {"scale": worker_scale, "errors": worker_errors, "fortnight": worker_fortnight}[args.round]
+        round_fn = {
+            "scale": worker_scale,
+            "setup": worker_setup,
+            "errors": worker_errors,
+            "fortnight": worker_fortnight,
+        }[args.round]
         result = asyncio.run(round_fn(args, counters))
     finally:
         counters.close()
@@ -1034,6 +1096,42 @@ def print_targets(table: dict[int, dict[str, dict[str, Any]]]) -> None:
         print_table(["target", "measured", "status"], lines)
 
 
+SETUP_KEYS = ("setup_cpu_ms_per_trigger", "setup_requests_per_trigger", "setup_wall_s", "setup_stall_max_ms")
+
+
+def round_setup(bench: Bench) -> dict[int, dict[str, dict[str, Any]]]:
+    """Setup CPU per trigger measured directly (see :func:`worker_setup`), per N and kind."""
+    args = bench.args
+    table: dict[int, dict[str, dict[str, Any]]] = {}
+    for n in args.n:
+        runs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for _ in range(args.process_repeats):
+            for name in args.kinds:
+                result = bench.run_worker(KINDS[name], "setup", n, args.setup_poll, args.tls)
+                runs[name].append(result)
+                note = result.get("error") or f"{fmt(result.get('setup_cpu_ms_per_trigger'))} ms CPU per trigger"
+                print(f"  [setup] N={n:,} {name}: {note}", flush=True)
+        merged = {name: {key: median_of(results, key) for key in SETUP_KEYS} for name, results in runs.items()}
+        table[n] = merged
+        print(
+            f"\n### Setting up N = {n:,} triggers (first poll {args.setup_poll:g} s away; "
+            f"median of {args.process_repeats} process(es))\n"
+        )
+        rows = [
+            [
+                KINDS[name].label,
+                fmt(m["setup_cpu_ms_per_trigger"], 3),
+                fmt(m["setup_requests_per_trigger"], 2),
+                fmt(m["setup_wall_s"], 1),
+                fmt(m["setup_stall_max_ms"], 0),
+            ]
+            for name, m in merged.items()
+        ]
+        headers = ["kind", "setup CPU ms / trigger", "requests / trigger meanwhile", "wall s", "max loop stall ms"]
+        print_table(headers, rows)
+    return table
+
+
 def round_errors(bench: Bench) -> list[dict[str, Any]]:
     args = bench.args
     print(
@@ -1337,7 +1435,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=_ints, default=None, help="comma-separated N values (default 100,1000,5000,10000)")
     parser.add_argument("--kinds", type=_names, default=list(KINDS), help="comma-separated: " + ",".join(KINDS))
     parser.add_argument(
-        "--rounds", type=_rounds, default=["scale", "errors", "limit", "fortnight"], help="scale,errors,limit,fortnight"
+        "--rounds",
+        type=_rounds,
+        default=["scale", "setup", "errors", "limit", "fortnight"],
+        help="scale,setup,errors,limit,fortnight",
+    )
+    parser.add_argument(
+        "--setup-poll", type=float, default=36000.0, help="setup round: poll interval (ours polls first within it)"
     )
     parser.add_argument("--repeats", type=int, default=3, help="measurement windows per worker (median)")
     parser.add_argument("--repeats-large", type=int, default=1, help="windows per worker for N > 1,000")
@@ -1418,7 +1522,7 @@ def _names(text: str) -> list[str]:
 
 def _rounds(text: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
-    unknown = set(names) - {"scale", "errors", "limit", "fortnight"}
+    unknown = set(names) - {"scale", "setup", "errors", "limit", "fortnight"}
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown round(s) {sorted(unknown)}")
     return names
@@ -1450,6 +1554,8 @@ def main(argv: list[str] | None = None) -> None:
         if "scale" in args.rounds:
             table = round_scale(bench)
             print_targets(table)
+        if "setup" in args.rounds:
+            round_setup(bench)
         if "errors" in args.rounds:
             round_errors(bench)
         if "limit" in args.rounds:

@@ -14,7 +14,9 @@ class DualClient:
 
     Retries never really sleep: ``sleeps`` records each wait, and ``on_sleep`` (if given) is told too,
     e.g. to move an emulator's clock by the same amount. The request budget's clock is ``now``, which
-    each recorded wait moves forward, so waiting and pacing agree without real time passing.
+    each recorded wait moves forward, so waiting and pacing agree without real time passing. Requests
+    are not paced unless the test sets ``max_requests_per_second`` (or a ``budget``): the recorded
+    waits are then the retries' own; the budget has tests of its own (``tests/client/test_budget.py``).
     """
 
     def __init__(
@@ -27,6 +29,7 @@ class DualClient:
         self.now = 0.0
         self._on_sleep = on_sleep
         client_kwargs.setdefault("clock", lambda: self.now)
+        client_kwargs.setdefault("max_requests_per_second", 0)
         if kind == "sync":
             self.client: CoverbaseClient | AsyncCoverbaseClient = CoverbaseClient(
                 api_key, sleep=self._record, **client_kwargs

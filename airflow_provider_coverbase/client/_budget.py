@@ -19,6 +19,10 @@ __all__ = ["RequestBudget"]
 #: Longest shared pause a server's ``Retry-After`` can impose (one hour): a bogus header must not
 #: silence a connection for days.
 MAX_PAUSE = 3600.0
+#: Slots are booked this much further apart than ``1 / rate`` (5%): a server counting requests per
+#: fixed second then never sees more than ``rate`` of them in one second, even when a send wakes up
+#: to 50 ms later than the one after it (event-loop lag), at the cost of 5% of the rate.
+PACING_HEADROOM = 0.05
 
 
 class RequestBudget:
@@ -30,6 +34,12 @@ class RequestBudget:
     every slot not yet reached behind the pause, for every user of the budget at once; a caller
     already asleep notices it through :meth:`recheck` and books again.
 
+    By default there is no burst (``burst=1``): requests go one by one, ``(1 + PACING_HEADROOM) /
+    rate`` seconds apart (5% more than ``1 / rate``), so a budget set to the server's own limit stays under it in every
+    second, however the server draws its seconds. (A burst of half a second's worth let about 1.5
+    times ``rate`` through in one second: with the budget equal to a 50 requests/s server limit,
+    1.9% of the answers were 429.) A larger ``burst`` lets that many go at once after a quiet spell.
+
     ``rate=0`` means no rate limit (the pause still applies). ``clock`` is injected for tests.
     """
 
@@ -37,9 +47,10 @@ class RequestBudget:
         if not (math.isfinite(rate) and rate >= 0):
             raise CoverbaseConfigError(f"the request rate must be a number >= 0 (0: no limit), got {rate!r}")
         self.rate = float(rate)
-        #: Requests that may go at once after a quiet spell: half a second's worth, at least one.
-        self.burst = max(1.0, float(burst) if burst is not None else self.rate / 2)
-        self._interval = 1.0 / self.rate if self.rate else 0.0
+        #: Requests that may go at once after a quiet spell: one (smooth pacing) unless told otherwise.
+        self.burst = max(1.0, float(burst) if burst is not None else 1.0)
+        #: Seconds between two booked slots.
+        self._interval = (1.0 + PACING_HEADROOM) / self.rate if self.rate else 0.0
         self._tolerance = (self.burst - 1.0) * self._interval
         self._clock = clock
         self._lock = threading.Lock()

@@ -178,6 +178,8 @@ class ClientConfig:
     #: Requests per second this client (or, shared, this connection in one process) may send;
     #: ``0`` is unlimited. See :class:`~airflow_provider_coverbase.client.RequestBudget`.
     max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
+    #: :meth:`fingerprint`, computed on first use (every user of a shared config asks for it).
+    _fingerprint: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key.strip():
@@ -202,8 +204,10 @@ class ClientConfig:
         """A short digest of every setting, the API key included, that never reveals the key.
 
         Two configs with the same fingerprint can share HTTP connections and a request budget; a
-        rotated key or any changed setting gives another fingerprint.
+        rotated key or any changed setting gives another fingerprint. Computed once per config.
         """
+        if self._fingerprint:
+            return self._fingerprint
         fields = (
             self.api_key,
             self.base_url,
@@ -214,7 +218,9 @@ class ClientConfig:
             self.user_agent,
             self.max_requests_per_second,
         )
-        return hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
+        fingerprint = hashlib.sha256(repr(fields).encode()).hexdigest()[:16]
+        object.__setattr__(self, "_fingerprint", fingerprint)
+        return fingerprint
 
 
 def normalise_base_url(base_url: str, allow_insecure_http: bool = False) -> str:

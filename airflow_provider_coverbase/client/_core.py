@@ -258,6 +258,17 @@ class ClientCore:
         agent = f"airflow-provider-coverbase/{__version__} httpx/{httpx.__version__}"
         self._user_agent = f"{agent} {config.user_agent}".strip()
         self._timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
+        # What every request of this client carries alike, made once and shared by its requests (a
+        # waiting trigger keeps its prepared request for days; thousands of them wait at once).
+        self._extensions: dict[str, Any] = {"timeout": self._timeout.as_dict()}
+        self._bodyless_headers = _read_only_headers(
+            [
+                ("Host", httpx.URL(config.base_url).netloc.decode("ascii")),
+                ("Authorization", f"Bearer {config.api_key}"),
+                ("Accept", "application/json"),
+                ("User-Agent", self._user_agent),
+            ]
+        )
 
     def __repr__(self) -> str:
         return f"ClientCore(base_url={self.config.base_url!r})"
@@ -273,6 +284,15 @@ class ClientCore:
         params: list[tuple[str, str | int]] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Request:
+        url = httpx.URL(self.config.base_url + path, params=params)
+        if body is None and idempotency_key is None:
+            # A GET: the same headers (Host first, as httpx puts it) as every other GET of this
+            # client, shared read-only, and the shared empty body and extensions.
+            request = httpx.Request(method, url, headers=self._bodyless_headers, stream=_NO_BODY)
+            request.headers = self._bodyless_headers
+            request.extensions = self._extensions
+            request.read()
+            return request
         headers = {
             "Authorization": f"Bearer {self.config.api_key}",
             "Accept": "application/json",
@@ -284,13 +304,9 @@ class ClientCore:
             content = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        return httpx.Request(
-            method,
-            httpx.URL(self.config.base_url + path, params=params),
-            headers=headers,
-            content=content,
-            extensions={"timeout": self._timeout.as_dict()},
-        )
+        request = httpx.Request(method, url, headers=headers, content=content)
+        request.extensions = self._extensions
+        return request
 
     def run_workflow(
         self, workflow_name: str, input: Mapping[str, Any] | None, idempotency_key: str | None
@@ -346,7 +362,7 @@ class ClientCore:
         segment = encode_path_segment(workflow_run_id, what="workflow_run_id")
         return Call(
             self._request("GET", f"/v1/workflows/runs/{segment}"),
-            self._parse_model(WorkflowRun, {"workflow_run_id": workflow_run_id}),
+            self._parse_model(WorkflowRun, workflow_run_id),
             action=f"read workflow run '{workflow_run_id}'",
             workflow_run_id=workflow_run_id,
         )
@@ -562,23 +578,8 @@ class ClientCore:
             return f"Coverbase had a server error ({status}) while trying to {call.action}{said}"
         return f"Coverbase answered {status} to the request to {call.action}{said}"
 
-    def _parse_model(self, model: type[Any], context: dict[str, Any] | None = None) -> Callable[[httpx.Response], Any]:
-        def parse(response: httpx.Response) -> Any:
-            try:
-                return model.model_validate_json(response.content, context=context)
-            except pydantic.ValidationError as exc:
-                first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
-                where = ".".join(str(part) for part in first["loc"]) or "body"
-                raise CoverbaseResponseValidationError(
-                    f"Coverbase answered {response.status_code} to {response.request.method} "
-                    f"{response.request.url.path} with a body this client cannot read "
-                    f"({where}: {first['msg']})",
-                    method=response.request.method,
-                    path=response.request.url.path,
-                    status_code=response.status_code,
-                ) from None
-
-        return parse
+    def _parse_model(self, model: type[Any], workflow_run_id: str | None = None) -> Callable[[httpx.Response], Any]:
+        return _ModelParser(model, workflow_run_id)
 
     def _check_same_workflow(
         self, call: Call[Any], run: WorkflowRun, response: httpx.Response, *, replay_possible: bool
@@ -636,6 +637,49 @@ class ClientCore:
             "Retrying in %.1f s (attempt %d of %d failed): %s", delay, attempt, policy.max_attempts, error.message
         )
         return delay, pause
+
+
+class _ModelParser:
+    """Reads a JSON answer into ``model``: the ``parse`` of a :class:`Call`.
+
+    A small object rather than a closure with a context dict, since a waiting trigger keeps its
+    prepared call (hence its parser) for as long as the run lasts. ``workflow_run_id`` is the run a
+    GET asked for, which fills a body that does not name it (the legacy contract).
+    """
+
+    __slots__ = ("model", "workflow_run_id")
+
+    def __init__(self, model: type[Any], workflow_run_id: str | None = None) -> None:
+        self.model = model
+        self.workflow_run_id = workflow_run_id
+
+    def __call__(self, response: httpx.Response) -> Any:
+        context = {"workflow_run_id": self.workflow_run_id} if self.workflow_run_id is not None else None
+        try:
+            return self.model.model_validate_json(response.content, context=context)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+            where = ".".join(str(part) for part in first["loc"]) or "body"
+            raise CoverbaseResponseValidationError(
+                f"Coverbase answered {response.status_code} to {response.request.method} "
+                f"{response.request.url.path} with a body this client cannot read "
+                f"({where}: {first['msg']})",
+                method=response.request.method,
+                path=response.request.url.path,
+                status_code=response.status_code,
+            ) from None
+
+
+#: The body of every GET: one shared, empty, immutable stream.
+_NO_BODY = httpx.ByteStream(b"")
+
+
+def _read_only_headers(pairs: list[tuple[str, str]]) -> httpx.Headers:
+    """Headers that many requests share: any attempt to change them fails loudly instead of
+    changing every request that holds them (nothing in our send path changes request headers)."""
+    headers = httpx.Headers(pairs)
+    headers._list = tuple(headers._list)  # type: ignore[assignment]  # a tuple: no append, no item assignment
+    return headers
 
 
 def new_key() -> str:

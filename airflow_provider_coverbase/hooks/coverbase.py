@@ -17,6 +17,7 @@ The connection's fields map to the client like this:
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -101,6 +102,16 @@ class CoverbaseConnectionSettings:
     dashboard_url: str
     dashboard_run_path: str
 
+    @staticmethod
+    async def release_async_client(client: AsyncCoverbaseClient) -> None:
+        """Give back a client from :meth:`get_async_client` of a hook that was not kept.
+
+        For a long-lived user such as a waiting trigger, which keeps only the client (thousands of
+        triggers need not each hold a hook): the shared client is counted down (the last user's
+        release closes it), a client of the hook's own is closed.
+        """
+        await shared_clients.release(client)
+
     def dashboard_run_url(self, workflow_run_id: str) -> str:
         """The page of a run in the Coverbase dashboard."""
         path = self.dashboard_run_path.format(workflow_run_id=quote(workflow_run_id, safe=""))
@@ -163,6 +174,10 @@ def webhook_settings_from_connection(conn_id: str, extra: str | Mapping[str, Any
     return WebhookSettings(secret=extras.webhook_secret or None, timestamp_tolerance=extras.webhook_timestamp_tolerance)
 
 
+#: Connections whose parsed settings are remembered (see :func:`settings_from_connection`).
+SETTINGS_MEMO_SIZE = 128
+
+
 def settings_from_connection(
     conn_id: str,
     *,
@@ -171,7 +186,35 @@ def settings_from_connection(
     password: str | None,
     extra: str | Mapping[str, Any] | None,
 ) -> CoverbaseConnectionSettings:
-    """Turn a connection's fields into checked settings, or raise :class:`CoverbaseConfigError`."""
+    """Turn a connection's fields into checked settings, or raise :class:`CoverbaseConfigError`.
+
+    Memoised by the fields' content (the last :data:`SETTINGS_MEMO_SIZE` connections; ``extra`` as
+    stored, a JSON string): a triggerer that starts thousands of triggers of one connection parses
+    and validates it once, and they all share one :class:`CoverbaseConnectionSettings`, hence one
+    :class:`ClientConfig` whose fingerprint is computed once. The connection itself is still looked
+    up by every user; only the parsing is cached, so a changed field (a rotated key, another extra)
+    is another entry, parsed anew, and takes effect for new users at once. A connection that fails
+    to parse is not remembered: it raises every time.
+    """
+    if extra is None or isinstance(extra, str):
+        return _memoised_settings(conn_id, host, port, password, extra)
+    return _parse_settings(conn_id, host, port, password, extra)
+
+
+@functools.lru_cache(maxsize=SETTINGS_MEMO_SIZE)
+def _memoised_settings(
+    conn_id: str, host: str | None, port: int | None, password: str | None, extra: str | None
+) -> CoverbaseConnectionSettings:
+    return _parse_settings(conn_id, host, port, password, extra)
+
+
+def _parse_settings(
+    conn_id: str,
+    host: str | None,
+    port: int | None,
+    password: str | None,
+    extra: str | Mapping[str, Any] | None,
+) -> CoverbaseConnectionSettings:
     if not password:
         raise CoverbaseConfigError(
             f"connection '{conn_id}' has no API key: put the Coverbase 'ak_...' key in its password field"
@@ -223,7 +266,9 @@ class CoverbaseHook(BaseHook):
     every hook of the same connection in the running event loop (one TLS context, a few kept-alive
     connection pools and one request budget; see :mod:`airflow_provider_coverbase.client._shared`).
     Call :meth:`close`/:meth:`aclose` when done: ``aclose`` gives the shared client back, and the
-    last user's ``aclose`` closes its connections.
+    last user's ``aclose`` closes its connections. A user that keeps only the client (a waiting
+    trigger) gives it back with :meth:`release_async_client`. Each hook looks its connection up;
+    parsing it is memoised by its content (:func:`settings_from_connection`).
 
     :param coverbase_conn_id: The Airflow connection to use.
     :param transport: Replaces the sync network transport (tests pass ``httpx.MockTransport``).
@@ -317,6 +362,16 @@ class CoverbaseHook(BaseHook):
             await shared_clients.release(client)
         else:
             await client.aclose()
+
+    @staticmethod
+    async def release_async_client(client: AsyncCoverbaseClient) -> None:
+        """Give back a client from :meth:`get_async_client` of a hook that was not kept.
+
+        For a long-lived user such as a waiting trigger, which keeps only the client (thousands of
+        triggers need not each hold a hook): the shared client is counted down (the last user's
+        release closes it), a client of the hook's own is closed.
+        """
+        await shared_clients.release(client)
 
     def dashboard_run_url(self, workflow_run_id: str) -> str:
         """The run's page in the Coverbase dashboard (per the connection's dashboard settings)."""

@@ -16,15 +16,21 @@ not poll in lockstep; pauses end on a shared 0.25 s grid of the loop's clock
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
+import httpx
+import structlog
 from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.utils.log.logging_mixin import LoggingMixin
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from airflow_provider_coverbase.client import AsyncCoverbaseClient
+from airflow_provider_coverbase.client._core import Call
 from airflow_provider_coverbase.exceptions import CoverbaseError, RateLimitError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
@@ -110,7 +116,18 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         self.deadline = float(deadline) if deadline is not None else None
         self.dashboard_url = dashboard_url
         self.started_at = float(started_at) if started_at is not None else time.time()
-        self._hook: CoverbaseHook | None = None
+        self._client: AsyncCoverbaseClient | None = None
+
+    @property
+    def log(self) -> Any:
+        """This trigger's logger, made when a line is logged and not kept.
+
+        Airflow's default keeps one logger per trigger object (about 0.7 KB once it has logged);
+        here the few lines a trigger logs (one per change) each get a fresh one of the same name.
+        In the triggerer, where a line goes is decided by context variables, not by the object.
+        """
+        name = LoggingMixin._create_logger_name(type(self), self._log_config_logger_name, self._logger_name)
+        return structlog.get_logger(name)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and primitive kwargs only (no key, no objects)."""
@@ -142,14 +159,21 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         return TriggerEvent(event.model_dump(mode="json"))  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until the run is terminal, the deadline passes, or the API keeps failing."""
-        self._hook = CoverbaseHook(self.coverbase_conn_id)
+        """Poll until the run is terminal, the deadline passes, or the API keeps failing.
+
+        Between polls a trigger keeps little: the shared client, its prepared request and the body
+        of the last answer (bytes), not a hook nor a parsed :class:`WorkflowRun`. An answer whose
+        body is the same as the last one changed nothing, so nothing is logged; a different one is
+        compared with the last reading, parsed again from those bytes (:func:`progress_lines`).
+        """
         started = time.time()
-        last: WorkflowRun | None = None
+        last_body: bytes | None = None
         errors = 0
         try:
-            client = await self._hook.get_async_client()
-            call = client.prepare_get_workflow_run(self.workflow_run_id)  # built once, sent every poll
+            # The hook looks the connection up and parses it (memoised by its content); only the
+            # shared client it hands out is kept.
+            client = self._client = await CoverbaseHook(self.coverbase_conn_id).get_async_client()
+            call = _with_body(client.prepare_get_workflow_run(self.workflow_run_id))  # built once, sent every poll
             # The first poll at a random point of the first interval: spreads triggers deferred together.
             pause = random.random() * self.next_interval(None, started)  # noqa: S311  # jitter, not crypto
             polled = False
@@ -158,6 +182,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                 now = time.time()
                 if self.deadline is not None:
                     if polled and now >= self.deadline:
+                        last = self._reading(last_body)
                         message = str(timeout_error(self.workflow_run_id, now - started, last, self.dashboard_url))
                         yield self._event("timeout", message, last)
                         return
@@ -165,15 +190,15 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                 await asyncio.sleep(coalesced_delay(loop.time(), pause))
                 polled = True
                 try:
-                    current = await client.send(call)
+                    current, body = await client.send(call)
                 except CoverbaseError as exc:
                     if not exc.retryable:
-                        yield self._event("error", str(exc), last, retryable=False)
+                        yield self._event("error", str(exc), self._reading(last_body), retryable=False)
                         return
                     errors += 1
                     if errors >= MAX_CONSECUTIVE_ERRORS:
                         message = f"gave up after {errors} failed polls in a row: {exc}"
-                        yield self._event("error", message, last, retryable=True)
+                        yield self._event("error", message, self._reading(last_body), retryable=True)
                         return
                     # Back off from the poll interval, doubling per failure: no hot loop, however short it is.
                     pause = min(MAX_ERROR_BACKOFF, self.poll_interval * 2.0 ** (errors - 1))
@@ -184,9 +209,9 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                     )
                     continue
                 errors = 0
-                for line in progress_lines(last, current, self.dashboard_url):
-                    self.log.info("%s", line)
-                last = current
+                if body != last_body:
+                    self._log_progress(self._reading(last_body), current)
+                    last_body = body
                 if current.is_terminal:
                     error = outcome_error(current, self.dashboard_url)
                     status = "completed" if current.status == WorkflowRunStatus.COMPLETED else current.status.value
@@ -196,16 +221,27 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                     yield self._event(status, message, current)
                     return
                 pause = self.next_interval(current, time.time())
+                del current, body  # not kept while waiting: last_body holds what is needed
         finally:
             await self._close()
 
+    def _log_progress(self, previous: WorkflowRun | None, current: WorkflowRun) -> None:
+        for line in progress_lines(previous, current, self.dashboard_url):
+            self.log.info("%s", line)
+
+    def _reading(self, body: bytes | None) -> WorkflowRun | None:
+        """The run as the last answer's body said (parsed again: only on a change or at the end)."""
+        if body is None:
+            return None
+        return WorkflowRun.model_validate_json(body, context={"workflow_run_id": self.workflow_run_id})
+
     async def _close(self) -> None:
-        if self._hook is not None:
-            await self._hook.aclose()
-            self._hook = None
+        client, self._client = self._client, None
+        if client is not None:
+            await CoverbaseHook.release_async_client(client)
 
     async def cleanup(self) -> None:
-        """Close the HTTP client on every exit (success, timeout, triggerer restart)."""
+        """Give the shared HTTP client back on every exit (success, timeout, triggerer restart)."""
         await self._close()
 
     async def on_kill(self) -> None:
@@ -218,3 +254,19 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
             self.workflow_run_id,
             linked(self.dashboard_url) if self.dashboard_url else ". ",
         )
+
+
+class _BodyToo:
+    """A call's ``parse`` that also hands back the answer's body, so the trigger can keep bytes."""
+
+    __slots__ = ("parse",)
+
+    def __init__(self, parse: Callable[[httpx.Response], WorkflowRun]) -> None:
+        self.parse = parse
+
+    def __call__(self, response: httpx.Response) -> tuple[WorkflowRun, bytes]:
+        return self.parse(response), response.content
+
+
+def _with_body(call: Call[WorkflowRun]) -> Call[tuple[WorkflowRun, bytes]]:
+    return dataclasses.replace(call, parse=_BodyToo(call.parse))  # type: ignore[arg-type,return-value]

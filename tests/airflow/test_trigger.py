@@ -139,12 +139,12 @@ async def test_cleanup_closes_the_client(emulator: CoverbaseEmulator) -> None:
     generator = trigger.run()
     task = asyncio.ensure_future(anext(generator))
     await asyncio.sleep(0.1)
-    assert trigger._hook is not None
+    assert trigger._client is not None
     task.cancel()  # the triggerer cancels a trigger it moves or stops
     with pytest.raises(asyncio.CancelledError):
         await task
     await trigger.cleanup()
-    assert trigger._hook is None
+    assert trigger._client is None
 
 
 async def test_on_kill_says_the_run_goes_on(capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,3 +190,48 @@ async def test_pauses_end_on_the_shared_wake_up_grid(
     for delay, end in wakes[1:]:  # the first pause is a random part of the first interval
         assert 30 <= delay < 30 + WAKE_TICK
         assert abs(end / WAKE_TICK - round(end / WAKE_TICK)) < 1e-3
+
+
+async def test_each_change_is_logged_once(emulator: CoverbaseEmulator, capsys: pytest.CaptureFixture[str]) -> None:
+    """Many polls of a run that changes now and then: every status and checkpoint line exactly once."""
+    run_input = {"quarter": "2026-Q4", "vendor_filter": {}}
+    run_id = await asyncio.to_thread(start, emulator, "quarterly-privacy-sweep", run_input)
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.005, deadline=time.time() + 30)
+    (event,) = await events(trigger)
+    assert event.status == "completed"
+    out = capsys.readouterr().out
+    gets = [r for r in emulator.requests if r["method"] == "GET" and run_id in r["path"]]
+    checkpoints = event.run["checkpoints"] if event.run else []
+    assert len(gets) > len(checkpoints)  # some answers repeated the one before
+    assert out.count(f"Coverbase run {run_id}: running") == 1
+    assert out.count(f"Coverbase run {run_id}: completed") == 1
+    assert checkpoints
+    for number, name in enumerate(checkpoints, start=1):
+        # Legacy API: a checkpoint line; current API: the step's result line.
+        said = out.count(f"Checkpoint reached: {name} ({number} so far)") + out.count(f"Step success: {name} ")
+        assert said == 1, name
+
+
+async def test_between_polls_a_trigger_keeps_bytes_not_a_parsed_run_nor_a_hook(emulator: CoverbaseEmulator) -> None:
+    """What thousands of waiting triggers each hold: the shared client, the prepared call, the last body."""
+    from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
+    from airflow_provider_coverbase.models import WorkflowRun
+
+    run_id = await asyncio.to_thread(start, emulator, "stalled-forever")
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.01, max_poll_interval=0.01)
+    generator = trigger.run()
+    task = asyncio.ensure_future(anext(generator))
+    await asyncio.to_thread(
+        emulator.wait_for, lambda: sum(1 for r in emulator.requests if run_id in r["path"]) >= 3, 10
+    )
+    await asyncio.sleep(0)  # the generator is between two polls now (asleep)
+    frame = generator.ag_frame
+    assert frame is not None
+    held = [*frame.f_locals.values(), *vars(trigger).values()]
+    assert not [value for value in held if isinstance(value, WorkflowRun | CoverbaseHook)]
+    assert isinstance(frame.f_locals["last_body"], bytes) and run_id.encode() in frame.f_locals["last_body"]
+    assert trigger._client is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await trigger.cleanup()

@@ -172,3 +172,59 @@ def test_webhook_settings_check_the_extras() -> None:
         webhook_settings_from_connection("c", {"webhook_timestamp_tolerance": 0})
     with pytest.raises(CoverbaseConfigError, match="webhook_secert"):
         webhook_settings_from_connection("c", {"webhook_secert": "typo"})
+
+
+def test_settings_are_parsed_once_per_connection_content() -> None:
+    """Thousands of triggers of one connection share one parsed settings object (and client config);
+    a rotated key or a changed extra is parsed anew and gets another fingerprint."""
+    extra = json.dumps({"max_retries": 2})
+    fields: dict[str, Any] = {"host": "https://api.coverbase.test", "port": None, "extra": extra}
+    first = settings_from_connection("memo_conn", password="ak_memo_1", **fields)
+    again = settings_from_connection("memo_conn", password="ak_memo_1", **fields)
+    assert again is first
+    rotated = settings_from_connection("memo_conn", password="ak_memo_2", **fields)
+    assert rotated is not first
+    assert rotated.client.api_key == "ak_memo_2"
+    assert rotated.client.fingerprint() != first.client.fingerprint()
+    changed = settings_from_connection("memo_conn", password="ak_memo_1", **{**fields, "extra": '{"max_retries": 0}'})
+    assert changed.client.retry.max_attempts == 1 and first.client.retry.max_attempts == 3
+    # Another connection id with the same fields has settings of its own (its errors name it).
+    assert settings_from_connection("memo_other", password="ak_memo_1", **fields) is not first
+    # An extra given as a mapping (not as stored) is parsed every time, with the same result.
+    mapped = settings_from_connection("memo_conn", password="ak_memo_1", **{**fields, "extra": {"max_retries": 2}})
+    assert mapped == first and mapped is not first
+
+
+def test_a_bad_connection_is_not_remembered() -> None:
+    for _ in range(2):  # raises every time: nothing was cached
+        with pytest.raises(CoverbaseConfigError, match="max_retries"):
+            settings_from_connection(
+                "memo_bad", host=None, port=None, password="ak_memo_1", extra='{"max_retries": -1}'
+            )
+
+
+async def test_a_rotated_key_reaches_new_async_users_without_a_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection is looked up by every new user; only its parsing is memoised."""
+    from airflow_provider_coverbase.client import shared_clients
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_COVERBASE_ROTATE", conn_json(host="https://api.coverbase.test", password="ak_old_1")
+    )
+    old = CoverbaseHook("coverbase_rotate")
+    old_client = await old.get_async_client()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_COVERBASE_ROTATE", conn_json(host="https://api.coverbase.test", password="ak_new_2")
+    )
+    new = CoverbaseHook("coverbase_rotate")
+    new_client = await new.get_async_client()
+    assert new_client is not old_client
+    assert new_client.config.api_key == "ak_new_2" and old_client.config.api_key == "ak_old_1"
+    # A user that keeps only the client (a trigger) gets the same shared one and gives it back.
+    kept = await CoverbaseHook("coverbase_rotate").get_async_client()
+    assert kept is new_client  # same content: the same shared client
+    assert shared_clients.users("coverbase_rotate", new_client.config) == 2
+    await CoverbaseHook.release_async_client(kept)
+    assert shared_clients.users("coverbase_rotate", new_client.config) == 1
+    for hook in (old, new):
+        await hook.aclose()
+    assert shared_clients.users("coverbase_rotate", new_client.config) == 0
