@@ -33,8 +33,9 @@ Measured on 2026-11-29 (2 shared CPUs, another benchmark running beside it; http
 5 s polls, median of 3 workers each), CPU s per 1,000 polls: **wire 0.37**, wire+own-wake 0.62,
 httpcore 2.31 (one httpcore pool of 32 connections: it scans its queue and idle connections each
 time it hands one out), none 0.33. No new connections per 1,000 polls with wire or httpcore (0.5 with
-wire+own-wake), 11.8 / 11.5 / 13.6 / 11.2 MB RSS per 1,000 triggers, loop lag p99 10.4 / 3.0 / 26.7 /
-16.4 ms. An idle event loop's wake-up alone costs about 0.17 ms of CPU on this machine (1,000 tasks
+wire+own-wake), 11.8 / 11.5 / 13.6 / 11.2 MB RSS per 1,000 triggers (before the per-trigger memory
+work that followed; the README's Scale section has the current figures), loop lag p99 10.4 / 3.0 /
+26.7 / 16.4 ms. An idle event loop's wake-up alone costs about 0.17 ms of CPU on this machine (1,000 tasks
 each sleeping 5 s and waking on its own), which is why the shared grid halves the CPU per poll.
 
 Earlier, on the same machine (8 httpcore pools of 4 connections behind a semaphore, each trigger
