@@ -102,16 +102,6 @@ class CoverbaseConnectionSettings:
     dashboard_url: str
     dashboard_run_path: str
 
-    @staticmethod
-    async def release_async_client(client: AsyncCoverbaseClient) -> None:
-        """Give back a client from :meth:`get_async_client` of a hook that was not kept.
-
-        For a long-lived user such as a waiting trigger, which keeps only the client (thousands of
-        triggers need not each hold a hook): the shared client is counted down (the last user's
-        release closes it), a client of the hook's own is closed.
-        """
-        await shared_clients.release(client)
-
     def dashboard_run_url(self, workflow_run_id: str) -> str:
         """The page of a run in the Coverbase dashboard."""
         path = self.dashboard_run_path.format(workflow_run_id=quote(workflow_run_id, safe=""))
@@ -263,8 +253,8 @@ class CoverbaseHook(BaseHook):
     Sync methods look the connection up synchronously; the ``a``-prefixed ones use
     ``aget_connection``, so the triggerer's event loop never makes a blocking lookup. Each hook keeps
     one sync HTTP client and reuses it across calls. The async methods use the client *shared* by
-    every hook of the same connection in the running event loop (one TLS context, a few kept-alive
-    connection pools and one request budget; see :mod:`airflow_provider_coverbase.client._shared`).
+    every hook of the same connection in the running event loop (one TLS context, kept-alive
+    connections and one request budget; see :mod:`airflow_provider_coverbase.client._shared`).
     Call :meth:`close`/:meth:`aclose` when done: ``aclose`` gives the shared client back, and the
     last user's ``aclose`` closes its connections. A user that keeps only the client (a waiting
     trigger) gives it back with :meth:`release_async_client`. Each hook looks its connection up;

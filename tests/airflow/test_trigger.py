@@ -181,7 +181,7 @@ async def test_pauses_end_on_the_shared_wake_up_grid(
     monkeypatch.setattr(
         coverbase, "asyncio", SimpleNamespace(sleep=recorded_sleep, get_running_loop=asyncio.get_running_loop)
     )
-    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=30, max_poll_interval=30, deadline=time.time() + 30)
+    trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=30, max_poll_interval=30, deadline=time.time() + 3600)
 
     (event,) = await events(trigger)
 
