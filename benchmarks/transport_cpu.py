@@ -52,7 +52,6 @@ import contextlib
 import gc
 import json
 import math
-import mmap
 import os
 import statistics
 import subprocess
@@ -62,43 +61,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-ACCEPTED, REQUESTS, PORT, ALIVE = range(4)
+# The shared counters, the fake server's start and stop, and the statistics of the triggerer benchmark
+# (this script runs from benchmarks/, so its sibling is importable).
+from triggerer_scale import ACCEPTED, ALIVE, PORT, REQUESTS, Counters, percentile, rss_mb, serving
+
 CLIENT_SEND = "client-send"
 OWN_WAKE = "own-wake"
-SLOTS = 4
 API_KEY = "ak_bench_0123456789abcdef0123456789abcdef"
 CONN_ID = "coverbase_transport_bench"
-
-
-class Counters:
-    """A few float64 slots in a shared file mapping, seen by the orchestrator, the server and the worker."""
-
-    def __init__(self, path: str | None = None) -> None:
-        self.owner = path is None
-        if path is None:
-            handle, path = tempfile.mkstemp(prefix="transport-cpu-counters-")
-            os.write(handle, bytes(8 * SLOTS))
-            os.close(handle)
-        self.path = path
-        with open(path, "r+b") as file:
-            self.map = mmap.mmap(file.fileno(), 8 * SLOTS)
-        self.view = memoryview(self.map).cast("d")
-
-    def __getitem__(self, slot: int) -> float:
-        return float(self.view[slot])
-
-    def __setitem__(self, slot: int, value: float) -> None:
-        self.view[slot] = value
-
-    def add(self, slot: int) -> None:
-        self.view[slot] += 1
-
-    def close(self) -> None:
-        self.view.release()
-        self.map.close()
-        if self.owner:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,18 +241,6 @@ def _send_through_httpx_client() -> None:
     AsyncCoverbaseClient._send = send  # type: ignore[method-assign]
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     from airflow_provider_coverbase.client._shared import shared_clients
     from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
@@ -392,21 +350,8 @@ def work_main(args: argparse.Namespace) -> None:
 def server() -> Iterator[tuple[Counters, int]]:
     counters = Counters()
     process = subprocess.Popen([sys.executable, __file__, "--serve", "--counters", counters.path])  # noqa: S603
-    try:
-        deadline = time.monotonic() + 20
-        while counters[PORT] == 0:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        yield counters, int(counters[PORT])
-    finally:
-        counters[ALIVE] = -1
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        counters.close()
+    with serving(process, counters) as port:
+        yield counters, port
 
 
 def run_worker(args: argparse.Namespace, transport: str, home: str) -> dict[str, Any]:

@@ -122,6 +122,30 @@ class Counters:
                 os.unlink(self.path)
 
 
+@contextlib.contextmanager
+def serving(process: subprocess.Popen[Any], counters: Counters) -> Iterator[int]:
+    """The port of the fake server ``process`` once it has written it to ``counters``; stop it after.
+
+    The server watches the ``ALIVE`` slot and exits when it turns negative; ``counters`` is closed.
+    Also used by ``transport_cpu.py``.
+    """
+    try:
+        deadline = time.monotonic() + 20
+        while counters[PORT] == 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the fake server did not start")
+            time.sleep(0.02)
+        yield int(counters[PORT])
+    finally:
+        counters[ALIVE] = -1
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        counters.close()
+
+
 def flip_time(counters: Counters, index: int) -> float | None:
     """When run ``index`` turns terminal (Unix seconds, or virtual seconds), or None."""
     start = counters[FLIP_START]
@@ -821,22 +845,8 @@ class Bench:
         argv = ["--serve", "--counters", counters.name]
         if tls:
             argv += ["--certfile", str(self.certfile)]
-        process = self.spawn(argv)
-        try:
-            deadline = time.monotonic() + 20
-            while counters[PORT] == 0:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the fake server did not start")
-                time.sleep(0.02)
-            yield counters, int(counters[PORT])
-        finally:
-            counters[ALIVE] = -1
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            counters.close()
+        with serving(self.spawn(argv), counters) as port:
+            yield counters, port
 
     def worker_env(self, kind: Kind, port: int, tls: bool) -> dict[str, str]:
         home = self.workdir / "airflow-home"

@@ -109,19 +109,12 @@ class Servers:
         return self.started[-1]
 
 
-Serve = Servers
-
-
 @pytest.fixture
 async def serve() -> AsyncIterator[Servers]:
     servers = Servers()
     yield servers
     for server in servers.started:
         await server.close()
-
-
-def last(serve: Servers) -> ScriptedServer:
-    return serve.last
 
 
 @pytest.fixture
@@ -143,7 +136,7 @@ def always(reply: Reply) -> Script:
     return lambda conn, number, request: reply
 
 
-async def test_a_length_delimited_answer_and_the_connection_reused(serve: Serve, transport: WireTransport) -> None:
+async def test_a_length_delimited_answer_and_the_connection_reused(serve: Servers, transport: WireTransport) -> None:
     url = await serve(always(OK))
 
     answers = [await get(transport, f"{url}/v1/workflows/runs/wr_{i}?x=1", headers={"X-A": "b"}) for i in range(3)]
@@ -154,7 +147,7 @@ async def test_a_length_delimited_answer_and_the_connection_reused(serve: Serve,
     assert answers[0].reason_phrase == "OK"
     assert answers[0].http_version == "HTTP/1.1"
     assert answers[0].request.url.path == "/v1/workflows/runs/wr_0"
-    server = last(serve)
+    server = serve.last
     assert server.connections == 1
     first = server.requests[0].split(b"\r\n")
     assert first[0] == b"GET /v1/workflows/runs/wr_0?x=1 HTTP/1.1"
@@ -163,20 +156,20 @@ async def test_a_length_delimited_answer_and_the_connection_reused(serve: Serve,
     assert transport.connections_opened == 1
 
 
-async def test_a_request_body_is_sent_after_its_head(serve: Serve, transport: WireTransport) -> None:
+async def test_a_request_body_is_sent_after_its_head(serve: Servers, transport: WireTransport) -> None:
     url = await serve(always(OK))
 
     request = httpx.Request("POST", f"{url}/v1/workflows/run", json={"a": 1}, extensions=TIMEOUTS)
     answer = await transport.handle_async_request(request)
 
     assert answer.status_code == 200
-    sent = last(serve).requests[0]
+    sent = serve.last.requests[0]
     assert sent.startswith(b"POST /v1/workflows/run HTTP/1.1\r\n")
     assert b"Content-Length: 7\r\n" in sent
     assert sent.endswith(b'\r\n\r\n{"a":1}')
 
 
-async def test_a_chunked_answer_in_small_pieces(serve: Serve, transport: WireTransport) -> None:
+async def test_a_chunked_answer_in_small_pieces(serve: Servers, transport: WireTransport) -> None:
     body = b'{"workflow_run_id": "wr_1", "status": "running"}'
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     chunked += b"a;ext=1\r\n" + body[:10] + b"\r\n" + b"%x\r\n" % (len(body) - 10) + body[10:] + b"\r\n"
@@ -189,11 +182,11 @@ async def test_a_chunked_answer_in_small_pieces(serve: Serve, transport: WireTra
 
     assert first.content == body
     assert second.content == body
-    assert last(serve).connections == 1  # a chunked answer leaves the connection reusable
+    assert serve.last.connections == 1  # a chunked answer leaves the connection reusable
 
 
 async def test_an_answer_ended_by_the_close_is_read_whole_and_not_reused(
-    serve: Serve, transport: WireTransport
+    serve: Servers, transport: WireTransport
 ) -> None:
     url = await serve(always([b"HTTP/1.1 200 OK\r\n\r\n", b"all of ", b"it", None]))
 
@@ -201,7 +194,7 @@ async def test_an_answer_ended_by_the_close_is_read_whole_and_not_reused(
     second = await get(transport, f"{url}/b")
 
     assert first.content == second.content == b"all of it"
-    assert last(serve).connections == 2
+    assert serve.last.connections == 2
 
 
 @pytest.mark.parametrize(
@@ -213,26 +206,26 @@ async def test_an_answer_ended_by_the_close_is_read_whole_and_not_reused(
     ids=["connection-close", "http-1.0"],
 )
 async def test_answers_that_end_the_connection_are_not_reused(
-    serve: Serve, transport: WireTransport, head: bytes
+    serve: Servers, transport: WireTransport, head: bytes
 ) -> None:
     url = await serve(always(head))
 
     for _ in range(2):
         assert (await get(transport, f"{url}/a")).content == b"hi"
 
-    assert last(serve).connections == 2
+    assert serve.last.connections == 2
 
 
-async def test_http_1_0_keep_alive_is_reused(serve: Serve, transport: WireTransport) -> None:
+async def test_http_1_0_keep_alive_is_reused(serve: Servers, transport: WireTransport) -> None:
     url = await serve(always(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi"))
 
     for _ in range(2):
         await get(transport, f"{url}/a")
 
-    assert last(serve).connections == 1
+    assert serve.last.connections == 1
 
 
-async def test_interim_answers_are_skipped(serve: Serve, transport: WireTransport) -> None:
+async def test_interim_answers_are_skipped(serve: Servers, transport: WireTransport) -> None:
     url = await serve(always([b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n", OK]))
 
     answer = await get(transport, f"{url}/a")
@@ -242,27 +235,27 @@ async def test_interim_answers_are_skipped(serve: Serve, transport: WireTranspor
 
 
 @pytest.mark.parametrize("status", [204, 304])
-async def test_bodiless_statuses(serve: Serve, transport: WireTransport, status: int) -> None:
+async def test_bodiless_statuses(serve: Servers, transport: WireTransport, status: int) -> None:
     url = await serve(always(b"HTTP/1.1 %d Nothing\r\nContent-Length: 5\r\n\r\n" % status))
 
     answers = [await get(transport, f"{url}/a") for _ in range(2)]
 
     assert [a.status_code for a in answers] == [status, status]
     assert answers[0].content == b""
-    assert last(serve).connections == 1
+    assert serve.last.connections == 1
 
 
-async def test_head_has_no_body(serve: Serve, transport: WireTransport) -> None:
+async def test_head_has_no_body(serve: Servers, transport: WireTransport) -> None:
     url = await serve(always(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n"))
 
     answer = await transport.handle_async_request(httpx.Request("HEAD", f"{url}/a", extensions=TIMEOUTS))
     again = await transport.handle_async_request(httpx.Request("HEAD", f"{url}/a", extensions=TIMEOUTS))
 
     assert answer.content == b"" and again.status_code == 200
-    assert last(serve).connections == 1
+    assert serve.last.connections == 1
 
 
-async def test_content_encoding_is_decoded(serve: Serve, transport: WireTransport) -> None:
+async def test_content_encoding_is_decoded(serve: Servers, transport: WireTransport) -> None:
     packed = gzip.compress(b'{"ok": true}')
     url = await serve(
         always(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(packed), packed))
@@ -284,7 +277,7 @@ async def test_content_encoding_is_decoded(serve: Serve, transport: WireTranspor
     ],
 )
 async def test_malformed_answers_are_protocol_errors(
-    serve: Serve, transport: WireTransport, reply: bytes, message: str
+    serve: Servers, transport: WireTransport, reply: bytes, message: str
 ) -> None:
     url = await serve(always([reply, b""]))
 
@@ -295,7 +288,7 @@ async def test_malformed_answers_are_protocol_errors(
 
 
 async def test_a_head_too_large_is_a_protocol_error(
-    serve: Serve, transport: WireTransport, monkeypatch: pytest.MonkeyPatch
+    serve: Servers, transport: WireTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_wire, "MAX_HEAD_BYTES", 100)
     url = await serve(always(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 50))
@@ -305,31 +298,31 @@ async def test_a_head_too_large_is_a_protocol_error(
 
 
 async def test_a_fresh_connection_closed_without_an_answer_is_not_retried(
-    serve: Serve, transport: WireTransport
+    serve: Servers, transport: WireTransport
 ) -> None:
     url = await serve(always(None))
 
     with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
         await get(transport, f"{url}/a")
 
-    assert len(last(serve).requests) == 1
+    assert len(serve.last.requests) == 1
 
 
-async def test_a_body_cut_short_is_a_protocol_error(serve: Serve, transport: WireTransport) -> None:
+async def test_a_body_cut_short_is_a_protocol_error(serve: Servers, transport: WireTransport) -> None:
     url = await serve(
         lambda conn, n, request: [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"] if n == 0 else None
     )
 
     first = asyncio.create_task(get(transport, f"{url}/a"))
     await asyncio.sleep(0.05)
-    await last(serve).close()
+    await serve.last.close()
 
     with pytest.raises(httpx.RemoteProtocolError, match="complete message body"):
         await first
 
 
 async def test_a_reused_connection_closed_under_a_request_is_retried_once(
-    serve: Serve, transport: WireTransport
+    serve: Servers, transport: WireTransport
 ) -> None:
     # The server answers the first request of each connection, then closes on the second: the race of
     # a keep-alive connection the server drops just as the client sends on it.
@@ -339,27 +332,27 @@ async def test_a_reused_connection_closed_under_a_request_is_retried_once(
     answer = await get(transport, f"{url}/b")
 
     assert answer.json() == {"ok": True}
-    server = last(serve)
+    server = serve.last
     assert server.connections == 2
     assert [r.split(b" ")[1] for r in server.requests] == [b"/a", b"/b", b"/b"]
 
 
-async def test_an_idle_connection_the_server_closed_is_not_used(serve: Serve, transport: WireTransport) -> None:
+async def test_an_idle_connection_the_server_closed_is_not_used(serve: Servers, transport: WireTransport) -> None:
     url = await serve(always(OK))
 
     await get(transport, f"{url}/a")
-    for writer in last(serve)._writers:
+    for writer in serve.last._writers:
         writer.close()
     await asyncio.sleep(0.05)
     await get(transport, f"{url}/b")
 
-    server = last(serve)
+    server = serve.last
     assert server.connections == 2
     assert len(server.requests) == 2  # nothing was sent on the closed connection
 
 
 async def test_a_silent_server_is_a_read_timeout_and_the_connection_dropped(
-    serve: Serve, transport: WireTransport
+    serve: Servers, transport: WireTransport
 ) -> None:
     url = await serve(lambda conn, n, request: "hang" if conn == 0 else OK)
     quick = {"timeout": {"connect": 2.0, "read": 0.05, "write": 2.0, "pool": 2.0}}
@@ -369,7 +362,7 @@ async def test_a_silent_server_is_a_read_timeout_and_the_connection_dropped(
     answer = await get(transport, f"{url}/b")
 
     assert answer.status_code == 200
-    assert last(serve).connections == 2
+    assert serve.last.connections == 2
 
 
 async def test_a_refused_connection_is_a_connect_error(transport: WireTransport) -> None:
@@ -388,7 +381,7 @@ async def test_an_unsupported_scheme(transport: WireTransport) -> None:
         await get(transport, "ftp://127.0.0.1/a")
 
 
-async def test_at_most_max_connections_and_the_rest_wait_their_turn(serve: Serve) -> None:
+async def test_at_most_max_connections_and_the_rest_wait_their_turn(serve: Servers) -> None:
     url = await serve(always([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"h", b"i"]))
     wire = WireTransport(max_connections=2)
     try:
@@ -397,13 +390,13 @@ async def test_at_most_max_connections_and_the_rest_wait_their_turn(serve: Serve
         await wire.aclose()
 
     assert [a.content for a in answers] == [b"hi"] * 10
-    server = last(serve)
+    server = serve.last
     assert server.connections == 2
     assert server.most_open <= 2
     assert len(server.requests) == 10
 
 
-async def test_waiting_for_a_connection_times_out(serve: Serve) -> None:
+async def test_waiting_for_a_connection_times_out(serve: Servers) -> None:
     url = await serve(lambda conn, n, request: "hang")
     wire = WireTransport(max_connections=1)
     quick = {"timeout": {"connect": 2.0, "read": 5.0, "write": 2.0, "pool": 0.05}}
@@ -420,7 +413,7 @@ async def test_waiting_for_a_connection_times_out(serve: Serve) -> None:
         await wire.aclose()
 
 
-async def test_a_failed_connection_lets_a_waiter_open_its_own(serve: Serve) -> None:
+async def test_a_failed_connection_lets_a_waiter_open_its_own(serve: Servers) -> None:
     url = await serve(lambda conn, n, request: None if conn == 0 else OK)
     wire = WireTransport(max_connections=1)
     try:
@@ -432,7 +425,7 @@ async def test_a_failed_connection_lets_a_waiter_open_its_own(serve: Serve) -> N
     assert isinstance(second, httpx.Response) and second.status_code == 200
 
 
-async def test_idle_connections_expire(serve: Serve) -> None:
+async def test_idle_connections_expire(serve: Servers) -> None:
     now = [0.0]
     url = await serve(always(OK))
     wire = WireTransport(keepalive_expiry=60.0, clock=lambda: now[0])
@@ -445,19 +438,19 @@ async def test_idle_connections_expire(serve: Serve) -> None:
     finally:
         await wire.aclose()
 
-    assert last(serve).connections == 2
+    assert serve.last.connections == 2
 
 
-async def test_bytes_after_the_answer_make_the_connection_unusable(serve: Serve, transport: WireTransport) -> None:
+async def test_bytes_after_the_answer_make_the_connection_unusable(serve: Servers, transport: WireTransport) -> None:
     url = await serve(always(OK + b"garbage"))
 
     for _ in range(2):
         assert (await get(transport, f"{url}/a")).json() == {"ok": True}
 
-    assert last(serve).connections == 2
+    assert serve.last.connections == 2
 
 
-async def test_a_closed_transport_refuses_and_closes_its_connections(serve: Serve) -> None:
+async def test_a_closed_transport_refuses_and_closes_its_connections(serve: Servers) -> None:
     url = await serve(always(OK))
     wire = WireTransport()
     await get(wire, f"{url}/a")
@@ -465,7 +458,7 @@ async def test_a_closed_transport_refuses_and_closes_its_connections(serve: Serv
     await wire.aclose()
     await asyncio.sleep(0.05)
 
-    assert last(serve).open == 0
+    assert serve.last.open == 0
     with pytest.raises(RuntimeError, match="closed"):
         await get(wire, f"{url}/b")
 
@@ -481,7 +474,7 @@ def _self_signed(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-async def test_tls_with_a_trusted_certificate_and_not_with_an_unknown_one(serve: Serve, tmp_path: Path) -> None:
+async def test_tls_with_a_trusted_certificate_and_not_with_an_unknown_one(serve: Servers, tmp_path: Path) -> None:
     server_context, client_context = _self_signed(tmp_path)
     url = await serve(always(OK), ssl_context=server_context)
 
@@ -495,4 +488,4 @@ async def test_tls_with_a_trusted_certificate_and_not_with_an_unknown_one(serve:
     finally:
         await trusting.aclose()
         await default.aclose()
-    assert last(serve).connections == 1  # the trusting client's, reused (a failed handshake never gets this far)
+    assert serve.last.connections == 1  # the trusting client's, reused (a failed handshake never gets this far)
