@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
+.PHONY: test test-e2e test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +14,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make test: lint, format check, the async client in sync with the sync one, mypy --strict, pytest.
+## make test: the fast inner loop (under 2 minutes): lint, format check, the async client in sync with
+## the sync one, mypy --strict, then the unit, integration (emulator on loopback) and dag.test() tests.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/unasync.py --check
 	$(BIN)/mypy --strict
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not e2e"
+
+## make test-e2e: the tests that start real Airflow processes (api-server, scheduler, triggerer, the CLI)
+## or build and install a wheel. CI runs both.
+test-e2e: $(STAMP)
+	$(BIN)/pytest -m e2e
 
 ## make test-airflow-3.2: the oldest supported Airflow. A separate venv installed with
-## constraints/airflow-3.2.txt; unit and integration tests, then one example DAG end to end (dag.test()).
+## constraints/airflow-3.2.txt; the unit, integration and dag.test() tests (make test's set).
 AF32_VENV  := .venv-airflow-3.2
 AF32_STAMP := $(AF32_VENV)/.installed
 
@@ -37,7 +43,6 @@ $(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml
 test-airflow-3.2: $(AF32_STAMP)
 	$(AF32_VENV)/bin/python -c 'import airflow; assert airflow.__version__.startswith("3.2."), airflow.__version__; print("Airflow", airflow.__version__)'
 	$(AF32_VENV)/bin/python -m pytest -q -m "not e2e"
-	$(AF32_VENV)/bin/python -m pytest -q tests/e2e/test_example_dags.py::test_quarterly_sweep_dag
 
 ## make demo: the quarterly sweep DAG, run for real (airflow dags test) against the local emulator.
 demo: $(STAMP)
@@ -90,7 +95,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration and not e2e"
+	$(BIN)/pytest -m "not integration and not dagrun and not e2e"
 
 clean:
 	rm -rf $(VENV) $(AF32_VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from airflow_provider_coverbase.get_provider_info import get_provider_info
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 
@@ -16,7 +18,8 @@ from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 def test_provider_info_matches_airflow_schema() -> None:
     from airflow.providers_manager import _create_provider_info_schema_validator
 
-    _create_provider_info_schema_validator().validate(get_provider_info())
+    errors = [error.message for error in _create_provider_info_schema_validator().iter_errors(get_provider_info())]
+    assert errors == []
 
 
 def test_every_listed_module_and_class_imports() -> None:
@@ -50,6 +53,7 @@ def test_providers_manager_finds_the_provider() -> None:
     assert hook_info.hook_class_name == "airflow_provider_coverbase.hooks.coverbase.CoverbaseHook"
 
 
+@pytest.mark.e2e
 def test_airflow_cli_lists_the_provider(tmp_path: Path) -> None:
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
     airflow = Path(sys.executable).with_name("airflow")
@@ -88,6 +92,7 @@ def test_the_receiver_plugin_is_registered_by_entry_point() -> None:
     assert "plugins" not in get_provider_info()  # see get_provider_info.py: it would register it twice
 
 
+@pytest.mark.e2e
 def test_plugin_loads_without_import_errors_also_with_eager_provider_discovery(tmp_path: Path) -> None:
     code = (
         "from airflow import plugins_manager as pm; plugins, errors = pm._get_plugins(); "

@@ -140,6 +140,7 @@ def emulator() -> Iterator[CoverbaseEmulator]:
         yield emu
 
 
+@pytest.mark.e2e
 def test_test_button_reaches_test_connection(api_server: ApiServer, emulator: CoverbaseEmulator) -> None:
     # Saved the way the connection form saves it: the port field is hidden, so no port.
     api_server.create(
@@ -157,6 +158,7 @@ def test_test_button_reaches_test_connection(api_server: ApiServer, emulator: Co
     assert response.json() == {"status": True, "message": f"Connected to {emulator.base_url}: Auth successful"}
 
 
+@pytest.mark.e2e
 def test_test_button_reports_a_rejected_key(api_server: ApiServer, emulator: CoverbaseEmulator) -> None:
     api_server.create(
         connection_id="coverbase_bad_key", conn_type="coverbase", host=emulator.base_url, password="ak_test_wrong"
@@ -170,6 +172,7 @@ def test_test_button_reports_a_rejected_key(api_server: ApiServer, emulator: Cov
     assert "ak_test_wrong" not in result["message"]
 
 
+@pytest.mark.e2e
 def test_a_different_host_still_needs_its_own_credentials(api_server: ApiServer, emulator: CoverbaseEmulator) -> None:
     """The plugin removes only ``port: 0``; Airflow's check of the destination stays."""
     skip_without_destination_check()
@@ -184,6 +187,7 @@ def test_a_different_host_still_needs_its_own_credentials(api_server: ApiServer,
     assert "differs from the stored connection" in response.text
 
 
+@pytest.mark.e2e
 def test_other_connection_types_are_left_alone(api_server: ApiServer) -> None:
     skip_without_destination_check()
     api_server.create(connection_id="generic_no_port", conn_type="generic", host="example.invalid", password="pw")

@@ -16,7 +16,7 @@ from airflow_provider_coverbase.testing import CoverbaseEmulator
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 DAG_FILES = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.dagrun
 
 
 @pytest.fixture(scope="module")

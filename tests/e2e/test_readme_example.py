@@ -30,7 +30,6 @@ MARKER = re.compile(r"<!-- readme-example: (?P<path>\S+) -->\n```\w*\n(?P<code>.
 #: What the build needs; everything else (tests, .venv, caches) stays behind.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in", "airflow_provider_coverbase")
 
-pytestmark = pytest.mark.e2e
 
 
 def readme_example() -> dict[str, str]:
@@ -98,6 +97,7 @@ def clean_env() -> dict[str, str]:
     }
 
 
+@pytest.mark.e2e
 def test_readme_example_runs_as_written_against_the_installed_wheel(tmp_path: Path, wheel: Path) -> None:
     python = fresh_venv(tmp_path / "venv", wheel)
     project = tmp_path / "project"
@@ -137,6 +137,7 @@ def load_check_dist() -> Any:
     return module
 
 
+@pytest.mark.e2e
 def test_the_dist_check_passes_the_wheel_and_flags_a_missing_license(wheel: Path, tmp_path: Path) -> None:
     """``scripts/check_dist.py`` (run by ``make dist-check`` in CI) on this wheel, and on a copy without LICENSE."""
     check_dist = load_check_dist()

@@ -28,7 +28,7 @@ import pytest
 from airflow_provider_coverbase.assets import coverbase_workflow_asset
 from airflow_provider_coverbase.testing import CoverbaseEmulator, sign
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "whsec_integration_secret_0123456789"
