@@ -31,7 +31,6 @@ MARKER = re.compile(r"<!-- readme-example: (?P<path>\S+) -->\n```\w*\n(?P<code>.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "MANIFEST.in", "airflow_provider_coverbase")
 
 
-
 def readme_example() -> dict[str, str]:
     """``{relative path: file text}`` of every marked code block in README.md."""
     files = {m["path"]: m["code"] + "\n" for m in MARKER.finditer((REPO / "README.md").read_text(encoding="utf-8"))}
