@@ -476,7 +476,15 @@ async def test_list_runs_sends_filters(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"limit": 0}, {"limit": 501}, {"offset": -1}, {"created_at_after": datetime(2026, 1, 1)}],
+    [
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": -1},
+        {"offset": -1},
+        {"created_at_after": datetime(2026, 1, 1)},  # naive on purpose
+        {"created_at_before": "yesterday"},
+        {"workflow_name": ""},
+    ],
 )
 async def test_list_arguments_are_checked_before_sending(api: Api, kwargs: dict[str, Any]) -> None:
     with pytest.raises(CoverbaseConfigError):
