@@ -13,8 +13,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskD
 
 from airflow_provider_coverbase.operators.coverbase import STATE_KEY, CoverbaseRunWorkflowOperator
 from airflow_provider_coverbase.testing import CoverbaseEmulator
-from airflow_provider_coverbase.tracking import derive_idempotency_key
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
+from airflow_provider_coverbase.waiting.reattach import derive_idempotency_key
 from tests.airflow.conftest import (
     SWEEP,
     SWEEP_INPUT,
