@@ -55,25 +55,18 @@ def settings_from_connection(
     is another entry, parsed anew, and takes effect for new users at once. A connection that fails
     to parse is not remembered: it raises every time.
     """
+    fields: _Fields = (conn_id, host, port, password, extra)
     if extra is None or isinstance(extra, str):
-        return _memoised_settings(conn_id, host, port, password, extra)
-    return _parse_settings(conn_id, host, port, password, extra)
+        return _memoised_settings(fields)
+    return _parse_settings(fields)
 
 
-@functools.lru_cache(maxsize=SETTINGS_MEMO_SIZE)
-def _memoised_settings(
-    conn_id: str, host: str | None, port: int | None, password: str | None, extra: str | None
-) -> CoverbaseConnectionSettings:
-    return _parse_settings(conn_id, host, port, password, extra)
+#: A connection's id and fields, in the order of :func:`settings_from_connection`'s parameters.
+_Fields = tuple[str, str | None, int | None, str | None, str | Mapping[str, Any] | None]
 
 
-def _parse_settings(
-    conn_id: str,
-    host: str | None,
-    port: int | None,
-    password: str | None,
-    extra: str | Mapping[str, Any] | None,
-) -> CoverbaseConnectionSettings:
+def _parse_settings(fields: _Fields) -> CoverbaseConnectionSettings:
+    conn_id, host, port, password, extra = fields
     if not password:
         raise CoverbaseConfigError(
             f"connection '{conn_id}' has no API key: put the Coverbase 'ak_...' key in its password field"
@@ -99,3 +92,7 @@ def _parse_settings(
         dashboard_url=extras.dashboard_url.rstrip("/"),
         dashboard_run_path=extras.dashboard_run_path,
     )
+
+
+#: :func:`_parse_settings`, remembered by the fields (only with ``extra`` as stored: a mapping is no key).
+_memoised_settings = functools.lru_cache(maxsize=SETTINGS_MEMO_SIZE)(_parse_settings)
