@@ -75,7 +75,7 @@ from airflow_provider_coverbase.client._core import MAX_LIST_LIMIT, encode_path_
 from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
-from airflow_provider_coverbase.waiting.errors import WATCH_ERROR_POLICY, ErrorStreak
+from airflow_provider_coverbase.waiting.errors import WATCH_ERROR_POLICY, ErrorStreak, is_fatal
 from airflow_provider_coverbase.watching import (
     API_STATUS,
     WatchState,
@@ -114,15 +114,16 @@ class _Listing:
 def _fatal(error: Exception, conn_id: str, workflow_name: str | None) -> CoverbaseWatchError | None:
     """The watch-ending error ``error`` means, or ``None`` when polling again may help.
 
-    Retryable Coverbase errors (connection, timeout, 429, 5xx) are not fatal; everything else is,
-    including what is not a Coverbase error at all (e.g. the Airflow connection does not exist).
+    Fatal as the shared error policy says (:func:`~airflow_provider_coverbase.waiting.errors.is_fatal`):
+    everything but a retryable Coverbase error, including what is not a Coverbase error at all (e.g.
+    the Airflow connection does not exist). This says why, for the watcher's log.
     """
+    if not is_fatal(error):
+        return None
     if not isinstance(error, CoverbaseError):
         return CoverbaseWatchError(
             f"CoverbaseWorkflowRunEventTrigger cannot poll connection '{conn_id}': {type(error).__name__}: {error}"
         )
-    if error.retryable:
-        return None
     if isinstance(error, CoverbaseAPIError) and is_missing_list_endpoint(
         error.method, error.path, error.status_code, error.code
     ):
