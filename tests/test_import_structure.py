@@ -46,7 +46,8 @@ for module in sys.argv[1:]:
     except ImportError as exc:
         failed[module] = str(exc)
 loaded = sorted(m for m in sys.modules if m == "airflow" or m.startswith("airflow."))
-print(json.dumps({"failed": failed, "airflow_modules": loaded}))
+ours = sorted(m for m in sys.modules if m.startswith("airflow_provider_coverbase"))
+print(json.dumps({"failed": failed, "airflow_modules": loaded, "ours": ours, "httpx": "httpx" in sys.modules}))
 """
 
 
@@ -77,7 +78,18 @@ def test_the_airflow_free_layers_import_nothing_of_airflow() -> None:
     modules = [m for name in AIRFLOW_FREE for m in modules_of(name)]
     assert "airflow_provider_coverbase.waiting.reattach" in modules
     assert "airflow_provider_coverbase.client._connection" in modules
-    assert probe(modules) == {"failed": {}, "airflow_modules": []}
+    result = probe(modules)
+    assert result["failed"] == {}
+    assert result["airflow_modules"] == []
+
+
+def test_the_provider_info_imports_neither_the_client_nor_httpx() -> None:
+    """Airflow reads it in every process that discovers providers: the form comes from the model alone."""
+    result = probe(["airflow_provider_coverbase.get_provider_info"])
+    assert result["failed"] == {}
+    assert not result["httpx"]
+    assert [m for m in result["ours"] if m.startswith("airflow_provider_coverbase.client")] == []
+    assert "airflow_provider_coverbase.connection" in result["ours"]
 
 
 @pytest.mark.parametrize(
