@@ -1,6 +1,7 @@
 """``CoverbaseRunWorkflowOperator``: start a named Coverbase workflow exactly once, then wait for it.
 
-Exactly-once, in short (the README has the long form):
+Exactly-once, in short (the README has the long form; the decision itself, free of Airflow and of
+I/O, is :mod:`airflow_provider_coverbase.waiting.reattach`, which this operator feeds its hook's calls):
 
 - Every start sends an ``Idempotency-Key``. Unless you pass your own, it is derived from the task
   instance (dag id, task id, run id, map index), the first try of the current chain of tries, and
