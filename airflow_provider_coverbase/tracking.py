@@ -5,9 +5,10 @@
 - :func:`outcome_error`: the error a finished run means (``None`` when it completed), with a message
   naming the run, its status, the last checkpoint or failed step, and the link.
 - :func:`timeout_error`: the error for a deadline reached while the run is still going.
-- :func:`derive_idempotency_key`: the exactly-once key of one task instance's run.
-- :func:`poll_interval_for`, :func:`run_age`, :func:`resolve_max_poll_interval`: the adaptive
-  polling schedule, one pure function of the run's age for every waiting mode.
+
+When to poll is :mod:`airflow_provider_coverbase.waiting.schedule`, what a failed poll means
+:mod:`~airflow_provider_coverbase.waiting.errors`, and which run a try attaches to
+:mod:`~airflow_provider_coverbase.waiting.reattach`.
 
 Every line that holds a URL puts the run id and the URL first and keeps whitespace on both sides of
 the URL: Airflow's log view turns ``http...`` after whitespace into a link that runs to the next
@@ -16,10 +17,6 @@ view, so the long parts (workflow name, reason, output) come last.
 """
 
 from __future__ import annotations
-
-import hashlib
-import json
-import math
 
 from airflow_provider_coverbase.exceptions import (
     WorkflowRunCancelled,
@@ -30,85 +27,12 @@ from airflow_provider_coverbase.exceptions import (
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 
 __all__ = [
-    "DEFAULT_MAX_POLL_INTERVAL",
-    "POLL_AGE_FRACTION",
-    "WAKE_TICK",
-    "coalesced_delay",
-    "derive_idempotency_key",
     "describe_run",
     "linked",
     "outcome_error",
-    "poll_interval_for",
     "progress_lines",
-    "resolve_max_poll_interval",
-    "run_age",
     "timeout_error",
 ]
-
-#: Longest pause between two polls by default (30 min). With ``poll_interval=30`` a 14-day run
-#: costs about 760 GETs instead of 40,320 at a fixed 30 s.
-DEFAULT_MAX_POLL_INTERVAL = 1800.0
-#: Polls fall due on a grid of this many seconds of the event loop's clock, so that the polls of many
-#: triggers due within the same quarter second wake the loop once (see :func:`coalesced_delay`).
-WAKE_TICK = 0.25
-#: The pause between polls grows to this fraction of the run's age: a run that has been going for
-#: ten hours is read every 30 min, one that started ten minutes ago every 30 s.
-POLL_AGE_FRACTION = 0.05
-
-
-def poll_interval_for(age: float, poll_interval: float, max_poll_interval: float) -> float:
-    """Seconds to wait before reading a run again that started ``age`` seconds ago.
-
-    ``5%`` of the run's age, but at least ``poll_interval`` and at most ``max_poll_interval``. So the
-    delay between a run ending and the task noticing is at most
-    ``max(poll_interval, min(5% of the run's age, max_poll_interval))``, and
-    ``max_poll_interval == poll_interval`` is plain fixed polling. A pure function of the age, so a
-    restarted trigger picks up the slow pace of an old run instead of polling fast again.
-    """
-    age = age if math.isfinite(age) and age > 0 else 0.0
-    return max(poll_interval, min(max_poll_interval, POLL_AGE_FRACTION * age))
-
-
-def coalesced_delay(now: float, pause: float, tick: float = WAKE_TICK) -> float:
-    """``pause`` seconds from ``now``, stretched to end on the next multiple of ``tick``.
-
-    ``now`` is the event loop's clock (``loop.time()``). Each wake-up of an idle event loop costs
-    far more CPU than the poll it makes (measured here: about 0.17 ms per wake-up, against about
-    0.05 ms for the poll), so a thousand triggers that each wake on their own spend most of their CPU
-    waking up. On a shared grid, every poll due in the same ``tick`` wakes the loop once. A pause is
-    stretched by less than ``tick``, and only pauses of at least ``20 * tick`` (5 s) are, so no pause
-    grows by more than 5 %; shorter ones are returned unchanged.
-    """
-    if not pause >= 20 * tick:
-        return pause
-    return math.ceil((now + pause) / tick) * tick - now
-
-
-def resolve_max_poll_interval(poll_interval: float, max_poll_interval: float | None) -> float:
-    """The longest poll interval to use: the default (never below ``poll_interval``) or the given one.
-
-    Raises ``ValueError`` when ``max_poll_interval`` is below ``poll_interval``.
-    """
-    if max_poll_interval is None:
-        return max(DEFAULT_MAX_POLL_INTERVAL, poll_interval)
-    value = float(max_poll_interval)
-    if not (math.isfinite(value) and value >= poll_interval):
-        raise ValueError(
-            f"max_poll_interval ({max_poll_interval!r}) must be at least poll_interval ({poll_interval:g}); "
-            "set them equal for fixed polling"
-        )
-    return value
-
-
-def run_age(run: WorkflowRun | None, fallback_start: float, now: float) -> float:
-    """Seconds since the run started: its ``started_at`` when the API gave one, else ``fallback_start``.
-
-    All Unix seconds. Never negative (a server clock ahead of ours reads as a brand-new run).
-    """
-    start = fallback_start
-    if run is not None and run.started_at is not None:
-        start = run.started_at.timestamp()
-    return max(0.0, now - start)
 
 
 def describe_run(run: WorkflowRun) -> str:
@@ -209,25 +133,3 @@ def timeout_error(
         workflow_run_id=workflow_run_id,
         status=status,
     )
-
-
-def derive_idempotency_key(
-    *,
-    dag_id: str,
-    task_id: str,
-    run_id: str,
-    map_index: int,
-    chain: int,
-    workflow: str,
-    generation: int = 0,
-) -> str:
-    """The idempotency key of one logical run of one task instance.
-
-    Stable across Airflow retries (the try number is not in it), unique across workflows (one key
-    covers every workflow name in the current API), new after a clear (``chain`` is the first try
-    of the current chain of tries), and new for each fresh run the same chain starts after a
-    failed one (``generation``). Readable prefix, hashed identity: at most 200 ASCII characters.
-    """
-    identity = json.dumps([dag_id, task_id, run_id, map_index, chain, workflow, generation], ensure_ascii=True)
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    return f"airflow:{dag_id[:70]}:{task_id[:70]}:{digest}"

@@ -38,9 +38,9 @@ def test_connection_type_matches_the_hook() -> None:
     assert conn["connection-type"] == CoverbaseHook.conn_type
     assert conn["ui-field-behaviour"]["relabeling"] == {"host": "Base URL", "password": "API key"}
     # Every form field is an extra the hook accepts.
-    from airflow_provider_coverbase.hooks.coverbase import _Extras
+    from airflow_provider_coverbase.connection import ConnectionExtras
 
-    assert set(conn["conn-fields"]) == set(_Extras.model_fields)
+    assert set(conn["conn-fields"]) == set(ConnectionExtras.model_fields)
 
 
 def test_providers_manager_finds_the_provider() -> None:

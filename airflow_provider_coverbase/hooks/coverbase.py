@@ -1,56 +1,34 @@
 """``CoverbaseHook``: an Airflow connection turned into a Coverbase client. A thin adapter.
 
-The connection's fields map to the client like this:
-
-- **host** (shown as "Base URL"): ``https://api.coverbase.app`` when empty. A host without a scheme
-  gets ``https://``, or ``http://`` when it is loopback (the emulator). **port**, if set, is added.
-- **password** (shown as "API key"): the ``ak_...`` key, sent only in the ``Authorization`` header.
-- **extra** (each one a form field of its own): ``timeout`` and ``connect_timeout`` (seconds),
-  ``max_retries``, ``retry_initial_delay`` and ``retry_max_delay`` (backoff seconds),
-  ``dashboard_url`` and ``dashboard_run_path`` (where the "Coverbase workflow run" link points),
-  ``allow_insecure_http``, ``max_requests_per_second`` (the request budget every user of the
-  connection in one process shares); ``webhook_secret`` and ``webhook_timestamp_tolerance`` for the
-  webhook receiver (see :func:`webhook_settings_from_connection`). An unknown extra is an error, so a
-  typo cannot pass silently.
+The connection's fields: **host** (shown as "Base URL"; ``port``, if set, is added), **password**
+(shown as "API key": the ``ak_...`` key, sent only in the ``Authorization`` header) and the extras
+(each one a form field of its own). What each means, its default and its checks are one model,
+:class:`airflow_provider_coverbase.connection.ConnectionExtras`, from which the form and the README's
+table are generated; an unknown extra is an error, so a typo cannot pass silently. Turning them
+into client settings (checked and memoised) is
+:func:`airflow_provider_coverbase.client._connection.settings_from_connection`; the hook looks the
+connection up and makes the API calls.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 import hashlib
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Unpack
-from urllib.parse import quote, urlsplit
 
 import httpx
 from airflow.sdk import BaseHook
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from airflow_provider_coverbase.client import (
     AsyncCoverbaseClient,
-    ClientConfig,
     CoverbaseClient,
-    RetryPolicy,
     RunListFilters,
     shared_clients,
 )
-from airflow_provider_coverbase.defaults import (
-    DEFAULT_BASE_URL,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DASHBOARD_RUN_PATH,
-    DEFAULT_DASHBOARD_URL,
-    DEFAULT_MAX_REQUESTS_PER_SECOND,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_RETRY_INITIAL_DELAY,
-    DEFAULT_RETRY_MAX_DELAY,
-    DEFAULT_TIMEOUT,
-)
-from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
+from airflow_provider_coverbase.client._connection import CoverbaseConnectionSettings, settings_from_connection
+from airflow_provider_coverbase.connection import CONN_TYPE, WebhookSettings, webhook_settings_from_connection
+from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
-from airflow_provider_coverbase.webhooks import DEFAULT_TIMESTAMP_TOLERANCE
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -62,183 +40,6 @@ __all__ = [
     "settings_from_connection",
     "webhook_settings_from_connection",
 ]
-
-
-class _Extras(BaseModel):
-    """The connection's extra fields. ``extra="forbid"``: a typo fails loudly.
-
-    An extra left out takes the client's default (:mod:`airflow_provider_coverbase.defaults`); the
-    connection form describes those defaults but does not store them.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
-    connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT, gt=0)
-    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20)
-    retry_initial_delay: float = Field(default=DEFAULT_RETRY_INITIAL_DELAY, ge=0)
-    retry_max_delay: float = Field(default=DEFAULT_RETRY_MAX_DELAY, ge=0)
-    dashboard_url: str | None = None
-    dashboard_run_path: str = DEFAULT_DASHBOARD_RUN_PATH
-    allow_insecure_http: bool = False
-    max_requests_per_second: float = Field(default=DEFAULT_MAX_REQUESTS_PER_SECOND, ge=0)
-    #: The webhook's signing secret (sensitive name: Airflow masks and redacts it like a password).
-    webhook_secret: str | None = None
-    webhook_timestamp_tolerance: float = Field(default=DEFAULT_TIMESTAMP_TOLERANCE, gt=0)
-
-    @field_validator("dashboard_run_path")
-    @classmethod
-    def _has_placeholder(cls, value: str) -> str:
-        if "{workflow_run_id}" not in value:
-            raise ValueError("must contain '{workflow_run_id}', e.g. /workflows/runs/{workflow_run_id}")
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class CoverbaseConnectionSettings:
-    """What a Coverbase connection means, parsed and checked once."""
-
-    client: ClientConfig
-    dashboard_url: str
-    dashboard_run_path: str
-
-    def dashboard_run_url(self, workflow_run_id: str) -> str:
-        """The page of a run in the Coverbase dashboard."""
-        path = self.dashboard_run_path.format(workflow_run_id=quote(workflow_run_id, safe=""))
-        return f"{self.dashboard_url.rstrip('/')}/{path.lstrip('/')}"
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookSettings:
-    """What the webhook receiver needs from a connection. The secret is kept out of ``repr``."""
-
-    secret: str | None = field(repr=False)
-    timestamp_tolerance: float = DEFAULT_TIMESTAMP_TOLERANCE
-
-
-def _parse_extra(extra: str | Mapping[str, Any] | None, conn_id: str) -> dict[str, Any]:
-    if not extra:
-        return {}
-    if isinstance(extra, str):
-        try:
-            loaded = json.loads(extra)
-        except json.JSONDecodeError as exc:
-            raise CoverbaseConfigError(f"the extra of connection '{conn_id}' is not valid JSON ({exc.msg})") from None
-    else:
-        loaded = dict(extra)
-    if not isinstance(loaded, dict):
-        raise CoverbaseConfigError(f"the extra of connection '{conn_id}' must be a JSON object")
-    # Older Airflow forms stored custom fields as extra__<conn_type>__<field>.
-    prefix = f"extra__{CoverbaseHook.conn_type}__"
-    return {k.removeprefix(prefix): v for k, v in loaded.items() if v is not None and v != ""}
-
-
-def _explain(exc: ValidationError) -> str:
-    """One line per problem; an unknown extra names the close match and the valid extras."""
-    valid = sorted(_Extras.model_fields)
-    problems = []
-    unknown = False
-    for err in exc.errors():
-        name = ".".join(str(p) for p in err["loc"]) or "extra"
-        if err["type"] == "extra_forbidden":
-            unknown = True
-            close = difflib.get_close_matches(name, valid, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(f"{name}: unknown extra{hint}")
-        else:
-            problems.append(f"{name}: {err['msg']}")
-    text = "; ".join(problems)
-    return f"{text}. Valid extras: {', '.join(valid)}" if unknown else text
-
-
-def _extras(extra: str | Mapping[str, Any] | None, conn_id: str) -> _Extras:
-    try:
-        return _Extras.model_validate(_parse_extra(extra, conn_id))
-    except ValidationError as exc:
-        raise CoverbaseConfigError(f"connection '{conn_id}' has invalid extras: {_explain(exc)}") from None
-
-
-def webhook_settings_from_connection(conn_id: str, extra: str | Mapping[str, Any] | None) -> WebhookSettings:
-    """The webhook secret and timestamp tolerance of a connection (no API key needed for these)."""
-    extras = _extras(extra, conn_id)
-    return WebhookSettings(secret=extras.webhook_secret or None, timestamp_tolerance=extras.webhook_timestamp_tolerance)
-
-
-#: Connections whose parsed settings are remembered (see :func:`settings_from_connection`).
-SETTINGS_MEMO_SIZE = 128
-
-
-def settings_from_connection(
-    conn_id: str,
-    *,
-    host: str | None,
-    port: int | None,
-    password: str | None,
-    extra: str | Mapping[str, Any] | None,
-) -> CoverbaseConnectionSettings:
-    """Turn a connection's fields into checked settings, or raise :class:`CoverbaseConfigError`.
-
-    Memoised by the fields' content (the last :data:`SETTINGS_MEMO_SIZE` connections; ``extra`` as
-    stored, a JSON string): a triggerer that starts thousands of triggers of one connection parses
-    and validates it once, and they all share one :class:`CoverbaseConnectionSettings`, hence one
-    :class:`ClientConfig` whose fingerprint is computed once. The connection itself is still looked
-    up by every user; only the parsing is cached, so a changed field (a rotated key, another extra)
-    is another entry, parsed anew, and takes effect for new users at once. A connection that fails
-    to parse is not remembered: it raises every time.
-    """
-    if extra is None or isinstance(extra, str):
-        return _memoised_settings(conn_id, host, port, password, extra)
-    return _parse_settings(conn_id, host, port, password, extra)
-
-
-@functools.lru_cache(maxsize=SETTINGS_MEMO_SIZE)
-def _memoised_settings(
-    conn_id: str, host: str | None, port: int | None, password: str | None, extra: str | None
-) -> CoverbaseConnectionSettings:
-    return _parse_settings(conn_id, host, port, password, extra)
-
-
-def _parse_settings(
-    conn_id: str,
-    host: str | None,
-    port: int | None,
-    password: str | None,
-    extra: str | Mapping[str, Any] | None,
-) -> CoverbaseConnectionSettings:
-    if not password:
-        raise CoverbaseConfigError(
-            f"connection '{conn_id}' has no API key: put the Coverbase 'ak_...' key in its password field"
-        )
-    extras = _extras(extra, conn_id)
-    base_url = (host or "").strip() or DEFAULT_BASE_URL
-    if port:
-        parts = urlsplit(base_url if "://" in base_url else f"//{base_url}")
-        if parts.port is None:
-            base_url = base_url.rstrip("/")
-            if parts.path not in ("", "/"):
-                raise CoverbaseConfigError(
-                    f"connection '{conn_id}': put the port inside the host URL when it has a path"
-                )
-            base_url = f"{base_url}:{port}"
-    try:
-        client = ClientConfig(
-            api_key=password,
-            base_url=base_url,
-            timeout=extras.timeout,
-            connect_timeout=extras.connect_timeout,
-            retry=RetryPolicy.from_max_retries(
-                extras.max_retries, initial_delay=extras.retry_initial_delay, max_delay=extras.retry_max_delay
-            ),
-            allow_insecure_http=extras.allow_insecure_http,
-            max_requests_per_second=extras.max_requests_per_second,
-        )
-    except CoverbaseConfigError as exc:
-        raise CoverbaseConfigError(f"connection '{conn_id}': {exc.message}") from None
-    return CoverbaseConnectionSettings(
-        client=client,
-        dashboard_url=(extras.dashboard_url or DEFAULT_DASHBOARD_URL).rstrip("/"),
-        dashboard_run_path=extras.dashboard_run_path,
-    )
 
 
 class CoverbaseHook(BaseHook):
@@ -267,7 +68,7 @@ class CoverbaseHook(BaseHook):
 
     conn_name_attr = "coverbase_conn_id"
     default_conn_name = "coverbase_default"
-    conn_type = "coverbase"
+    conn_type = CONN_TYPE
     hook_name = "Coverbase"
 
     def __init__(

@@ -1,6 +1,7 @@
 """``CoverbaseRunWorkflowOperator``: start a named Coverbase workflow exactly once, then wait for it.
 
-Exactly-once, in short (the README has the long form):
+Exactly-once, in short (the README has the long form; the decision itself, free of Airflow and of
+I/O, is :mod:`airflow_provider_coverbase.waiting.reattach`, which this operator feeds its hook's calls):
 
 - Every start sends an ``Idempotency-Key``. Unless you pass your own, it is derived from the task
   instance (dag id, task id, run id, map index), the first try of the current chain of tries, and
@@ -38,32 +39,27 @@ from airflow_provider_coverbase.links.coverbase import (
     XCOM_WORKFLOW_RUN_URL,
     CoverbaseWorkflowRunLink,
 )
-from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
-from airflow_provider_coverbase.tracking import (
-    derive_idempotency_key,
-    describe_run,
-    linked,
-    outcome_error,
-    poll_interval_for,
-    progress_lines,
-    resolve_max_poll_interval,
-    run_age,
-    timeout_error,
-)
+from airflow_provider_coverbase.models import WorkflowRun
+from airflow_provider_coverbase.tracking import linked, outcome_error, progress_lines, timeout_error
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
+from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
+from airflow_provider_coverbase.waiting.reattach import (
+    STATE_KEY,
+    Started,
+    StartRecord,
+    attach,
+    chain_of,
+    derive_idempotency_key,
+)
+from airflow_provider_coverbase.waiting.schedule import next_pause, positive_seconds, resolve_max_poll_interval
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 __all__ = ["CoverbaseRunWorkflowOperator", "airflow_error"]
 
-#: Key of this operator's record in Airflow 3.3's task state store.
-STATE_KEY = "coverbase_workflow_run"
 #: Default wait for a terminal status: finite, because a current-API run can stay "started" forever.
 DEFAULT_TIMEOUT = timedelta(hours=24)
-#: Consecutive transient polling failures (after the client's own retries) before giving up.
-MAX_POLL_ERRORS = 10
-_RESTART_AFTER = (WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED)
 
 
 def airflow_error(exc: CoverbaseError) -> AirflowException:
@@ -82,10 +78,7 @@ def _as_airflow_errors() -> Iterator[None]:
 
 
 def _seconds(value: timedelta | float | int, name: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not seconds > 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return seconds
+    return positive_seconds(value.total_seconds() if isinstance(value, timedelta) else value, name)
 
 
 class CoverbaseRunWorkflowOperator(BaseOperator):
@@ -127,6 +120,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
     ui_color = "#dfe9ff"
     #: The run URL this process published (see ``links.coverbase.RUN_URL_ATTRIBUTE``).
     coverbase_run_url: str | None = ""
+    #: What a failed status check means while waiting in the worker (the trigger's is the same).
+    error_policy: ErrorPolicy = DEFAULT_ERROR_POLICY
 
     def __init__(
         self,
@@ -213,13 +208,18 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             return hook.get_workflow_run(started.workflow_run_id)
 
         ti = context["ti"]
-        chain = max(1, int(ti.max_tries) - int(self.retries or 0) + 1)
-        try_in_chain = max(0, int(ti.try_number) - chain)
+        chain, try_in_chain = chain_of(try_number=ti.try_number, max_tries=ti.max_tries, retries=self.retries)
         map_index = ti.map_index if ti.map_index is not None else -1
         ref = self._workflow_ref()
 
-        def key(generation: int) -> str:
-            return derive_idempotency_key(
+        def read(workflow_run_id: str) -> WorkflowRun | None:
+            try:
+                return hook.get_workflow_run(workflow_run_id)
+            except NotFoundError:
+                return None
+
+        def start(generation: int) -> Started:
+            key = derive_idempotency_key(
                 dag_id=ti.dag_id,
                 task_id=ti.task_id,
                 run_id=ti.run_id,
@@ -228,55 +228,21 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                 workflow=ref,
                 generation=generation,
             )
+            posted = self._post(hook, run_input, key)
+            return Started(hook.get_workflow_run(posted.workflow_run_id), replayed=posted.replayed)
 
         store = context.get("task_state_store")  # Airflow >= 3.3
-        record = store.get(STATE_KEY) if store is not None else None
-        current: WorkflowRun | None = None
-        # Whether this try found a run an earlier try started (rather than starting one itself).
-        found_earlier = False
-        if isinstance(record, dict) and record.get("chain") == chain and record.get("workflow") == ref:
-            generation = int(str(record["generation"]))
-            try:
-                current = hook.get_workflow_run(str(record["workflow_run_id"]))
-            except NotFoundError:
-                current = None
-            found_earlier = current is not None
-            if current is not None and current.status in _RESTART_AFTER:
-                self.log.warning("Earlier %s ended %s: starting a fresh run", describe_run(current), current.api_status)
-                generation += 1
-                current, found_earlier = None, False
-            if current is None:
-                posted = self._post(hook, run_input, key(generation))
-                found_earlier = posted.replayed  # the worker died after this POST, before the record
-                current = hook.get_workflow_run(posted.workflow_run_id)
-        else:
-            # No record (Airflow 3.2, or the worker died before writing it): replay this chain's
-            # keys in order. A key used before replays its run; the first unused key starts one.
-            # Only the legacy API says when it replays (a 409); the current API's verbatim 201
-            # replay looks like a new run, so there the try cannot tell and claims nothing.
-            for generation in range(try_in_chain + 1):
-                posted = self._post(hook, run_input, key(generation))
-                found_earlier = posted.replayed
-                current = hook.get_workflow_run(posted.workflow_run_id)
-                if current.status not in _RESTART_AFTER:
-                    break
-                if generation < try_in_chain:
-                    self.log.warning(
-                        "Earlier %s ended %s: moving on to a fresh run", describe_run(current), current.api_status
-                    )
-        assert current is not None
-        if found_earlier:
+        record = StartRecord.from_json(store.get(STATE_KEY), chain=chain, workflow=ref) if store is not None else None
+        attached = attach(record=record, try_in_chain=try_in_chain, read=read, start=start, warn=self.log.warning)
+        if attached.found_earlier:
             self.log.info(
                 "Try %s of this chain is attached to run %s, which an earlier try started",
                 ti.try_number,
-                current.workflow_run_id,
+                attached.run.workflow_run_id,
             )
         if store is not None:
-            store.set(
-                STATE_KEY,
-                {"chain": chain, "generation": generation, "workflow": ref, "workflow_run_id": current.workflow_run_id},
-            )
-        return current
+            store.set(STATE_KEY, attached.record(chain, ref).to_json())
+        return attached.run
 
     # ---- execute ---------------------------------------------------------------------------
 
@@ -332,9 +298,10 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         started = time.time()
         last: WorkflowRun | None = None
         current = run
-        errors = 0
+        errors = ErrorStreak(self.poll_interval, self.error_policy)
         client = hook.get_client()
         call = client.prepare_get_workflow_run(run.workflow_run_id)  # built once, sent every poll
+        pause: float | None = None  # after a failed poll: the backoff the error policy asks for
         while True:
             for line in progress_lines(last, current, url):
                 self.log.info("%s", line)
@@ -344,16 +311,30 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             now = time.time()
             if now >= deadline:
                 raise timeout_error(current.workflow_run_id, now - started, current, url)
-            pause = poll_interval_for(run_age(current, started, now), self.poll_interval, self.max_poll_interval)
+            if pause is None:
+                pause = next_pause(
+                    current,
+                    fallback_start=started,
+                    now=now,
+                    poll_interval=self.poll_interval,
+                    max_poll_interval=self.max_poll_interval,
+                )
             time.sleep(min(pause, deadline - now))
+            pause = None
             try:
                 current = client.send(call)
-                errors = 0
+                errors.succeeded()
             except CoverbaseError as exc:
-                errors += 1
-                if not exc.retryable or errors >= MAX_POLL_ERRORS:
+                verdict = errors.failed(exc)
+                if verdict.give_up:
                     raise
-                self.log.warning("Polling Coverbase failed (%d in a row), will poll again: %s", errors, exc)
+                pause = verdict.pause
+                self.log.warning(
+                    "Polling Coverbase failed (%d in a row), will poll again in %.0f s: %s",
+                    verdict.failures,
+                    pause,
+                    exc,
+                )
 
     def _finish(self, run: WorkflowRun, url: str) -> dict[str, Any]:
         error = outcome_error(run, url)

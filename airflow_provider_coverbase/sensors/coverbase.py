@@ -15,14 +15,10 @@ from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.tracking import (
-    outcome_error,
-    poll_interval_for,
-    progress_lines,
-    resolve_max_poll_interval,
-    run_age,
-)
+from airflow_provider_coverbase.tracking import outcome_error, progress_lines
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
+from airflow_provider_coverbase.waiting.errors import is_fatal
+from airflow_provider_coverbase.waiting.schedule import next_pause, resolve_max_poll_interval
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -106,7 +102,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
             self._publish_link(context, url)
             run = hook.get_workflow_run(run_id)
         except CoverbaseError as exc:
-            if not exc.retryable:
+            if is_fatal(exc):
                 raise AirflowFailException(str(exc)) from exc
             self.log.warning("Could not read Coverbase run %s yet, will poke again: %s", run_id, exc)
             return PokeReturnValue(is_done=False), url
@@ -155,8 +151,13 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
         """Poke and reschedule mode: the adaptive pause from the run's age (Airflow's own with exponential_backoff)."""
         if self.exponential_backoff:
             return float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
-        age = run_age(self._last_run, self._first_check, time.time())
-        return poll_interval_for(age, float(self.poke_interval), self.max_poll_interval)
+        return next_pause(
+            self._last_run,
+            fallback_start=self._first_check,
+            now=time.time(),
+            poll_interval=float(self.poke_interval),
+            max_poll_interval=self.max_poll_interval,
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the run's JSON on ``completed``, a clear failure otherwise."""

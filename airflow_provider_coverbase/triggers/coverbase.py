@@ -7,10 +7,10 @@ asynchronously, and carries its own wall-clock deadline, since Airflow 3 does no
 Made to wait by the thousand in one triggerer: every trigger of a connection shares one async client
 (one TLS context, a few kept-alive connection pools, one request budget), acquired in ``run()`` and
 given back when it ends; the poll request is built once per trigger; the pause between polls grows
-with the run's age (:func:`~airflow_provider_coverbase.tracking.poll_interval_for`) and the first
+with the run's age (:func:`~airflow_provider_coverbase.waiting.schedule.next_pause`) and the first
 poll comes at a random point of the first interval, so triggers deferred (or restarted) together do
 not poll in lockstep; pauses end on a shared 0.25 s grid of the loop's clock
-(:func:`~airflow_provider_coverbase.tracking.coalesced_delay`), so polls due together wake the loop once.
+(:func:`~airflow_provider_coverbase.waiting.schedule.coalesced_delay`), so polls due together wake the loop once.
 """
 
 from __future__ import annotations
@@ -31,26 +31,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from airflow_provider_coverbase.client import AsyncCoverbaseClient
 from airflow_provider_coverbase.client._core import Call
-from airflow_provider_coverbase.exceptions import CoverbaseError, RateLimitError
+from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
-from airflow_provider_coverbase.tracking import (
+from airflow_provider_coverbase.tracking import linked, outcome_error, progress_lines, timeout_error
+from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
+from airflow_provider_coverbase.waiting.schedule import (
     coalesced_delay,
-    linked,
-    outcome_error,
-    poll_interval_for,
-    progress_lines,
+    next_pause,
+    positive_seconds,
     resolve_max_poll_interval,
-    run_age,
-    timeout_error,
 )
 
 __all__ = ["CoverbaseWorkflowRunTrigger", "WorkflowRunEvent", "parse_resume_event"]
-
-#: Consecutive transient failures (after the client's own retries) before the trigger gives up.
-MAX_CONSECUTIVE_ERRORS = 10
-#: Longest pause between polls after transient errors.
-MAX_ERROR_BACKOFF = 300.0
 
 
 class WorkflowRunEvent(BaseModel):
@@ -96,6 +89,9 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         no ``started_at``; serialised, so a restarted trigger keeps the pace of an old run.
     """
 
+    #: What a failed poll means (see :mod:`airflow_provider_coverbase.waiting.errors`).
+    error_policy: ErrorPolicy = DEFAULT_ERROR_POLICY
+
     def __init__(
         self,
         workflow_run_id: str,
@@ -109,9 +105,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger is untyped
         self.workflow_run_id = workflow_run_id
         self.coverbase_conn_id = coverbase_conn_id
-        if not float(poll_interval) > 0:
-            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         self.max_poll_interval = resolve_max_poll_interval(self.poll_interval, max_poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
         self.dashboard_url = dashboard_url
@@ -145,8 +139,14 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         )
 
     def next_interval(self, run: WorkflowRun | None, now: float) -> float:
-        """Seconds until the next poll, from the run's age (see :func:`poll_interval_for`)."""
-        return poll_interval_for(run_age(run, self.started_at, now), self.poll_interval, self.max_poll_interval)
+        """Seconds until the next poll, from the run's age (see :func:`next_pause`)."""
+        return next_pause(
+            run,
+            fallback_start=self.started_at,
+            now=now,
+            poll_interval=self.poll_interval,
+            max_poll_interval=self.max_poll_interval,
+        )
 
     def _event(self, status: str, message: str, run: WorkflowRun | None, retryable: bool = False) -> TriggerEvent:
         event = WorkflowRunEvent(
@@ -168,7 +168,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         """
         started = time.time()
         last_body: bytes | None = None
-        errors = 0
+        errors: ErrorStreak | None = None  # made at a failed poll, dropped at the next good one
         try:
             # The hook looks the connection up and parses it (memoised by its content); only the
             # shared client it hands out is kept.
@@ -192,23 +192,21 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
                 try:
                     current, body = await client.send(call)
                 except CoverbaseError as exc:
-                    if not exc.retryable:
+                    errors = errors or ErrorStreak(self.poll_interval, self.error_policy)
+                    verdict = errors.failed(exc)
+                    if verdict.fatal:
                         yield self._event("error", str(exc), self._reading(last_body), retryable=False)
                         return
-                    errors += 1
-                    if errors >= MAX_CONSECUTIVE_ERRORS:
-                        message = f"gave up after {errors} failed polls in a row: {exc}"
+                    if verdict.give_up:
+                        message = f"gave up after {verdict.failures} failed polls in a row: {exc}"
                         yield self._event("error", message, self._reading(last_body), retryable=True)
                         return
-                    # Back off from the poll interval, doubling per failure: no hot loop, however short it is.
-                    pause = min(MAX_ERROR_BACKOFF, self.poll_interval * 2.0 ** (errors - 1))
-                    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-                        pause = max(pause, exc.retry_after)
+                    pause = verdict.pause
                     self.log.warning(
-                        "Polling Coverbase failed (%d in a row), next try in %.0f s: %s", errors, pause, exc
+                        "Polling Coverbase failed (%d in a row), next try in %.0f s: %s", verdict.failures, pause, exc
                     )
                     continue
-                errors = 0
+                errors = None
                 if body != last_body:
                     self._log_progress(self._reading(last_body), current)
                     last_body = body

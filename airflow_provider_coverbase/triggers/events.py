@@ -75,6 +75,7 @@ from airflow_provider_coverbase.client._core import MAX_LIST_LIMIT, encode_path_
 from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
+from airflow_provider_coverbase.waiting.errors import WATCH_ERROR_POLICY, ErrorStreak, is_fatal
 from airflow_provider_coverbase.watching import (
     API_STATUS,
     WatchState,
@@ -89,8 +90,6 @@ log = logging.getLogger(__name__)
 
 #: Default creation window of the runs each poll lists (30 days).
 DEFAULT_LOOKBACK = 30 * 24 * 3600.0
-#: Longest pause between polls after transient errors.
-MAX_ERROR_BACKOFF = 300.0
 #: How long a restarted watcher waits before asking again after a fatal error (legacy API, unknown
 #: workflow, bad key).
 FATAL_RECHECK_SECONDS = 600.0
@@ -115,15 +114,16 @@ class _Listing:
 def _fatal(error: Exception, conn_id: str, workflow_name: str | None) -> CoverbaseWatchError | None:
     """The watch-ending error ``error`` means, or ``None`` when polling again may help.
 
-    Retryable Coverbase errors (connection, timeout, 429, 5xx) are not fatal; everything else is,
-    including what is not a Coverbase error at all (e.g. the Airflow connection does not exist).
+    Fatal as the shared error policy says (:func:`~airflow_provider_coverbase.waiting.errors.is_fatal`):
+    everything but a retryable Coverbase error, including what is not a Coverbase error at all (e.g.
+    the Airflow connection does not exist). This says why, for the watcher's log.
     """
+    if not is_fatal(error):
+        return None
     if not isinstance(error, CoverbaseError):
         return CoverbaseWatchError(
             f"CoverbaseWorkflowRunEventTrigger cannot poll connection '{conn_id}': {type(error).__name__}: {error}"
         )
-    if error.retryable:
-        return None
     if isinstance(error, CoverbaseAPIError) and is_missing_list_endpoint(
         error.method, error.path, error.status_code, error.code
     ):
@@ -323,7 +323,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
         self.log.info("Watching '%s' with a poll of its own every %g s", self.workflow_name, self.poll_interval)
         self._hook = CoverbaseHook(self.coverbase_conn_id)
         await self._load_state()
-        errors = 0
+        errors = ErrorStreak(self.poll_interval, WATCH_ERROR_POLICY)
         try:
             while True:
                 try:
@@ -339,11 +339,12 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
                     if fatal is not None:
                         _recent_fatal[self._recent_key()] = (time.monotonic(), fatal.message)
                         raise fatal from None
-                    errors += 1
-                    pause = min(MAX_ERROR_BACKOFF, self.poll_interval * 2.0 ** (errors - 1))
-                    self.log.warning("Polling Coverbase failed (%d in a row), retry in %.0f s: %s", errors, pause, exc)
+                    pause = errors.failed(exc).pause
+                    self.log.warning(
+                        "Polling Coverbase failed (%d in a row), retry in %.0f s: %s", errors.failures, pause, exc
+                    )
                 else:
-                    errors = 0
+                    errors.succeeded()
                     _recent_fatal.pop(self._recent_key(), None)
                     for event in await self._events_from(runs, workflow_filter=False):
                         yield event
@@ -369,7 +370,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
         poll_interval = float(kwargs["poll_interval"])
         await _wait_out_recent_fatal((conn_id, ""), log)
         hook = CoverbaseHook(conn_id)
-        errors = 0
+        errors = ErrorStreak(poll_interval, WATCH_ERROR_POLICY)
         try:
             while True:
                 try:
@@ -385,11 +386,12 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
                     if fatal is not None:
                         _recent_fatal[(conn_id, "")] = (time.monotonic(), fatal.message)
                         raise fatal from None
-                    errors += 1
-                    pause = min(MAX_ERROR_BACKOFF, poll_interval * 2.0 ** (errors - 1))
-                    log.warning("Shared Coverbase poll failed (%d in a row), retry in %.0f s: %s", errors, pause, exc)
+                    pause = errors.failed(exc).pause
+                    log.warning(
+                        "Shared Coverbase poll failed (%d in a row), retry in %.0f s: %s", errors.failures, pause, exc
+                    )
                 else:
-                    errors = 0
+                    errors.succeeded()
                     yield _Listing(tuple(runs), time.time())
                     pause = poll_interval
                 await asyncio.sleep(pause)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskD
 
 from airflow_provider_coverbase.operators.coverbase import STATE_KEY, CoverbaseRunWorkflowOperator
 from airflow_provider_coverbase.testing import CoverbaseEmulator
-from airflow_provider_coverbase.tracking import derive_idempotency_key
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
+from airflow_provider_coverbase.waiting.reattach import derive_idempotency_key
 from tests.airflow.conftest import (
     SWEEP,
     SWEEP_INPUT,
@@ -390,3 +391,30 @@ def test_polling_keeps_one_connection_for_the_start_and_every_poll(emulator: Cov
     assert result["status"] == "completed"
     assert len([r for r in emulator.requests if r["method"] == "GET"]) >= 5
     assert emulator.connections()["accepted"] - before == 1
+
+
+def test_worker_wait_backs_off_on_poll_errors_and_gives_up_at_the_limit(
+    emulator: CoverbaseEmulator, ti: FakeTI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting in a worker follows the same error policy as the trigger: doubling pauses, then a retryable failure."""
+    from types import SimpleNamespace
+
+    from airflow_provider_coverbase.operators import coverbase
+    from airflow_provider_coverbase.waiting.errors import MAX_CONSECUTIVE_ERRORS, MAX_ERROR_BACKOFF
+    from tests.airflow.conftest import conn_value
+
+    monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(emulator, max_retries=0))
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:  # recorded, not slept; the API fails from the first poll on
+        if not pauses:
+            emulator.fail_next(100, status=502)
+        pauses.append(seconds)
+
+    monkeypatch.setattr(coverbase, "time", SimpleNamespace(time=time.time, sleep=sleep))
+    op = operator(workflow_name="stalled-forever", input={}, poll_interval=30, max_poll_interval=30, deferrable=False)
+    with pytest.raises(AirflowException, match=r"502") as info:
+        op.execute(make_context(ti))
+    assert not isinstance(info.value, AirflowFailException)  # a retry of the task reattaches
+    assert pauses == [30, 30, 60, 120, 240] + [MAX_ERROR_BACKOFF] * (MAX_CONSECUTIVE_ERRORS - 5)
+    assert emulator.run_count() == 1

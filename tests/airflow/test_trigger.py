@@ -11,6 +11,7 @@ import pytest
 
 from airflow_provider_coverbase.testing import CoverbaseEmulator
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, WorkflowRunEvent
+from airflow_provider_coverbase.waiting.errors import ErrorPolicy
 from tests.airflow.conftest import conn_value
 
 
@@ -115,7 +116,7 @@ async def test_persistent_transient_errors_end_in_a_retryable_error_event(
     emulator: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_COVERBASE_DEFAULT", conn_value(emulator, max_retries=0))
-    monkeypatch.setattr("airflow_provider_coverbase.triggers.coverbase.MAX_CONSECUTIVE_ERRORS", 3)
+    monkeypatch.setattr(CoverbaseWorkflowRunTrigger, "error_policy", ErrorPolicy(give_up_after=3))
     run_id = await asyncio.to_thread(start, emulator, "stalled-forever")
     emulator.fail_next(100, status=502)
     trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.001, deadline=time.time() + 30)
@@ -164,8 +165,8 @@ async def test_pauses_end_on_the_shared_wake_up_grid(
     """
     from types import SimpleNamespace
 
-    from airflow_provider_coverbase.tracking import WAKE_TICK
     from airflow_provider_coverbase.triggers import coverbase
+    from airflow_provider_coverbase.waiting.schedule import WAKE_TICK
 
     emulator.add_workflow("three-polls", [("done", 60.0)])
     emulator.set_speed(0)

@@ -83,7 +83,7 @@ def test_bad_connections_say_what_to_fix(fields: dict[str, Any], message: str) -
 
 
 def test_unknown_extra_names_every_valid_extra() -> None:
-    from airflow_provider_coverbase.hooks.coverbase import _Extras
+    from airflow_provider_coverbase.connection import ConnectionExtras
 
     with pytest.raises(CoverbaseConfigError) as caught:
         settings_from_connection("c", host=None, port=None, password="ak_test_1", extra={"colour": "blue"})
@@ -91,7 +91,7 @@ def test_unknown_extra_names_every_valid_extra() -> None:
     assert message.startswith("connection 'c' has invalid extras: colour: unknown extra. Valid extras: ")
     assert message.removeprefix("connection 'c' has invalid extras: colour: unknown extra. Valid extras: ").split(
         ", "
-    ) == sorted(_Extras.model_fields)
+    ) == sorted(ConnectionExtras.model_fields)
 
 
 def test_hook_runs_a_workflow_sync(coverbase_conn: None, fake: FakeCoverbaseAPI) -> None:
@@ -118,6 +118,23 @@ async def test_hook_async_path_uses_async_lookup(
     assert (await hook.alist_workflow_runs()).total == 1
     assert await hook.acheck_auth() == "Auth successful"
     assert await hook.adashboard_run_url("cbwr_1") == "https://dashboard.coverbase.app/workflows/runs/cbwr_1"
+    await hook.aclose()
+
+
+async def test_hook_starts_by_definition_id_sync_and_async(coverbase_conn: None) -> None:
+    """Legacy contract: ``run_workflow_definition`` and its async twin post the id, and a key replays."""
+    legacy = FakeCoverbaseAPI(dialect="legacy")
+    definition = legacy.workflows["quarterly-privacy-sweep"]["id"]
+    hook = CoverbaseHook(transport=httpx.MockTransport(legacy), async_transport=httpx.MockTransport(legacy))
+    first = hook.run_workflow_definition(definition, {"quarter": "2026-Q4"}, idempotency_key="by-def")
+    again = await hook.arun_workflow_definition(definition, {"quarter": "2026-Q4"}, idempotency_key="by-def")
+    assert again.workflow_run_id == first.workflow_run_id
+    assert again.replayed
+    assert len(legacy.runs) == 1
+    posts = [r for r in legacy.requests if r.method == "POST"]
+    assert [r.url.raw_path for r in posts] == [b"/v1/workflows/runs"] * 2
+    assert all(json.loads(r.content)["workflow_definition_id"] == definition for r in posts)
+    hook.close()
     await hook.aclose()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.tracking import (
+from airflow_provider_coverbase.waiting.schedule import (
     DEFAULT_MAX_POLL_INTERVAL,
     POLL_AGE_FRACTION,
     WAKE_TICK,
