@@ -15,7 +15,7 @@ import pytest
 from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, load_config
 from airflow_provider_coverbase.testing.__main__ import main
 from airflow_provider_coverbase.testing.config import ConfigError
-from airflow_provider_coverbase.testing.schema import validate
+from airflow_provider_coverbase.testing.input_schema import validate
 
 from .conftest import client_for
 
@@ -251,7 +251,7 @@ def test_bad_configs_are_rejected(raw: dict[str, object]) -> None:
             "'x' is not of type 'integer' (at input.a[1])",
         ),
         ("b", {"enum": ["a"]}, "'b' is not one of ['a'] (at input)"),
-        ("", {"type": "string", "minLength": 1}, "'' is too short (at input)"),
+        ("", {"type": "string", "minLength": 1}, "'' should be non-empty (at input)"),  # jsonschema's words
         (True, {"type": "integer"}, "True is not of type 'integer' (at input)"),
         (0, {"minimum": 1}, "0 is less than the minimum of 1 (at input)"),
         ({"a": None}, {"properties": {"a": {"type": ["string", "null"]}}}, None),
