@@ -40,7 +40,7 @@ if TYPE_CHECKING:
         load_config,
     )
     from airflow_provider_coverbase.testing.server import CoverbaseEmulator, connection_value
-    from airflow_provider_coverbase.testing.webhooks import sign
+    from airflow_provider_coverbase.testing.webhook_delivery import sign
 
 #: Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -58,7 +58,7 @@ _EXPORTS = {
     "connection_value": "server",
     "default_workflows": "config",
     "load_config": "config",
-    "sign": "webhooks",
+    "sign": "webhook_delivery",
 }
 
 __all__ = [

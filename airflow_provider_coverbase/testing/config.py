@@ -1,8 +1,14 @@
 """Configuration of the Coverbase emulator: orgs, API keys, limits and workflow definitions.
 
-Definitions come from YAML/JSON (``load_config``) or are built in Python. Each definition is
-compiled once into a timeline, so a run's state is a pure function of its age: that is what lets
-one process serve thousands of runs without a task per run.
+Definitions come from YAML/JSON (``load_config``, in :mod:`.config_file`) or are built in Python.
+Each definition is compiled once into a timeline, so a run's state is a pure function of its age:
+that is what lets one process serve thousands of runs without a task per run.
+
+The classes are plain frozen dataclasses. Their field types are also the schema of the config file:
+pydantic validates a file's mappings against them (unknown keys, wrong types, unknown choices), with
+``Strict`` numbers and flags so ``"5"`` or ``yes`` is an error rather than a guess. The rules that
+involve several fields live in ``__post_init__``, so they hold for definitions built in Python too,
+and an input schema is checked with ``jsonschema`` when the definition is made.
 
 No Airflow imports, no client imports: this is an independent implementation of the server side.
 """
@@ -11,14 +17,18 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
+from pydantic import BeforeValidator, ConfigDict, Strict
+
+from airflow_provider_coverbase.testing import input_schema
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 Dialect = Literal["legacy", "current"]
 FinalStatus = Literal["completed", "failed", "cancelled"]
@@ -31,6 +41,13 @@ DIALECTS: tuple[Dialect, ...] = ("legacy", "current")
 FINAL_STATUSES: tuple[FinalStatus, ...] = ("completed", "failed", "cancelled")
 CONFLICT_SHAPES: tuple[ConflictShape, ...] = ("detail", "bare", "flat", "nested", "none")
 RETRY_AFTER_PLACEMENTS: tuple[RetryAfterPlacement, ...] = ("both", "header", "top_level", "detail", "string")
+
+#: Field types for the file schema: a number, a whole number or a flag, never a string that looks like one.
+Number = Annotated[float, Strict()]
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+#: Every config class rejects keys it does not have (a typo would otherwise be ignored silently).
+_STRICT_KEYS = ConfigDict(extra="forbid")
 
 #: Test-only keys of the two built-in orgs. Never real credentials.
 DEFAULT_ORG1_KEY = "ak_test_5f0c2a9e8b7d4c1fa3e6b9d2c5f8a1e4"
@@ -74,40 +91,6 @@ class ConfigError(ValueError):
         self.message = message
         self.path = path
 
-    def within(self, *prefix: str | int) -> ConfigError:
-        """The same error, one level down: ``prefix`` is where the failing part sits."""
-        return ConfigError(self.message, (*prefix, *self.path))
-
-
-def _check_keys(raw: Mapping[str, Any], known: Sequence[str], what: str) -> None:
-    """Reject keys a part of the config does not have (a typo would otherwise be ignored silently)."""
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"unknown key {key!r} in {what} (valid: {', '.join(sorted(known))})", (key,))
-
-
-def _mapping(raw: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{what} must be a mapping, got {raw!r}")
-    return raw
-
-
-def _number(raw: Mapping[str, Any], key: str, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{key} must be a number, got {value!r}", (key,))
-    return float(value)
-
-
-def _check_numbers(cls: Any, raw: Mapping[str, Any]) -> None:
-    """Values of the dataclass's number fields (``float``, ``int``, optionally ``None``) must be numbers."""
-    for f in fields(cls):
-        kind = str(f.type)
-        if f.name in raw and kind.split(" | ")[0] in ("float", "int"):
-            if raw[f.name] is None and "None" in kind:
-                continue
-            _number(raw, f.name, 0.0)
-
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
@@ -115,39 +98,31 @@ def _digest(*parts: str) -> str:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A named stage of a run, reached ``duration_seconds`` after the previous one."""
+    """A named stage of a run, reached ``duration_seconds`` after the previous one.
+
+    In a file, a checkpoint is a name or ``{name, duration_seconds, action_type}``.
+    """
+
+    __pydantic_config__ = _STRICT_KEYS
 
     name: str
-    duration_seconds: float = 1.0
+    duration_seconds: Number = 1.0
     action_type: str = "custom"
 
-    @classmethod
-    def from_config(cls, raw: Any, workflow: str) -> Checkpoint:
-        """A checkpoint from its config form: a name, or ``{name, duration_seconds, action_type}``."""
-        if isinstance(raw, str):
-            return cls(raw)
-        item = _mapping(raw, f"a checkpoint of {workflow}")
-        _check_keys(item, [f.name for f in fields(cls)], f"a checkpoint of {workflow}")
-        if not isinstance(item.get("name"), str) or not item["name"]:
-            raise ConfigError(f"a checkpoint of {workflow} needs a name")
-        return cls(item["name"], _number(item, "duration_seconds", 1.0), str(item.get("action_type", "custom")))
+
+def _checkpoint_by_name(raw: Any) -> Any:
+    """A bare name in a file stands for ``{"name": name}``."""
+    return {"name": raw} if isinstance(raw, str) else raw
 
 
 @dataclass(frozen=True)
 class Pause:
     """A paused phase (legacy ``paused`` status) right after ``after_checkpoint`` is reached."""
 
-    after_checkpoint: str
-    seconds: float
+    __pydantic_config__ = _STRICT_KEYS
 
-    @classmethod
-    def from_config(cls, raw: Any, workflow: str) -> Pause:
-        """A pause from its config form ``{after_checkpoint, seconds}``."""
-        item = _mapping(raw, f"the pause of {workflow}")
-        _check_keys(item, ["after_checkpoint", "seconds"], f"the pause of {workflow}")
-        if "after_checkpoint" not in item or "seconds" not in item:
-            raise ConfigError(f"the pause of {workflow} needs after_checkpoint and seconds")
-        return cls(str(item["after_checkpoint"]), _number(item, "seconds", 0.0))
+    after_checkpoint: str
+    seconds: Number
 
 
 @dataclass(frozen=True)
@@ -170,34 +145,45 @@ class WorkflowDefinition:
     dialect answer ``502 workflow_dispatch_failed`` after creating the run. ``org`` (an org's
     ``org_id`` or ``name``) makes the workflow belong to that org only: another org's key gets
     ``404 workflow_not_found`` for it. Without ``org`` every org has the workflow (the built-ins).
+    ``input_schema`` is a JSON Schema (checked when the definition is made); the legacy dialect
+    answers ``400 invalid_input`` for an input that does not match it.
     """
 
+    __pydantic_config__ = _STRICT_KEYS
+
     name: str
-    checkpoints: tuple[Checkpoint, ...] = ()
+    checkpoints: tuple[Annotated[Checkpoint, BeforeValidator(_checkpoint_by_name)], ...] = ()
     id: str | None = None
     input_schema: Mapping[str, Any] | None = None
-    pending_seconds: float = 0.0
+    pending_seconds: Number = 0.0
     pause: Pause | None = None
     final_status: FinalStatus = "completed"
     output: Mapping[str, Any] | None = None
     failure_message: str = "Workflow step failed."
-    never_finishes: bool = False
-    enabled: bool = True
-    dispatch_fails: bool = False
+    never_finishes: Flag = False
+    enabled: Flag = True
+    dispatch_fails: Flag = False
     org: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("a workflow definition needs a non-empty name")
+        what = f"workflow {self.name!r}"
         if self.final_status not in FINAL_STATUSES:
-            raise ConfigError(f"workflow {self.name!r}: final_status must be one of {FINAL_STATUSES}")
+            raise ConfigError(f"{what}: final_status must be one of {FINAL_STATUSES}")
         names = [c.name for c in self.checkpoints]
+        if not all(names):
+            raise ConfigError(f"{what}: every checkpoint needs a non-empty name")
         if len(set(names)) != len(names):
-            raise ConfigError(f"workflow {self.name!r}: checkpoint names must be unique")
+            raise ConfigError(f"{what}: checkpoint names must be unique")
         if any(c.duration_seconds < 0 for c in self.checkpoints) or self.pending_seconds < 0:
-            raise ConfigError(f"workflow {self.name!r}: durations must not be negative")
+            raise ConfigError(f"{what}: durations must not be negative")
         if self.pause is not None and self.pause.after_checkpoint not in names:
-            raise ConfigError(f"workflow {self.name!r}: pause.after_checkpoint names no checkpoint")
+            raise ConfigError(f"{what}: pause.after_checkpoint names no checkpoint")
+        if self.input_schema is not None:
+            problem = input_schema.schema_problem(self.input_schema)
+            if problem is not None:
+                raise ConfigError(f"{what}: input_schema is not a valid JSON Schema: {problem}")
 
     def definition_id(self, dialect: Dialect) -> str:
         """The definition ID in the dialect's format, stable for a given name."""
@@ -223,47 +209,21 @@ class WorkflowDefinition:
                 t += self.pause.seconds
         return Timeline(self.pending_seconds, tuple(reach), window, t)
 
+    @cached_property
+    def input_validator(self) -> Validator:
+        """The compiled validator of the run input (``{"type": "object"}`` without a schema)."""
+        return input_schema.compile_validator(self.input_schema)
+
     def reached_count(self, elapsed: float) -> int:
         """How many checkpoints have been reached ``elapsed`` seconds into a run."""
         return bisect.bisect_right(self.timeline.reach_offsets, elapsed)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> WorkflowDefinition:
-        """Build a definition from its YAML/JSON form (see the module docstring for keys)."""
-        data = dict(_mapping(raw, "a workflow"))
-        known = {
-            "name",
-            "checkpoints",
-            "id",
-            "input_schema",
-            "pending_seconds",
-            "pause",
-            "final_status",
-            "output",
-            "failure_message",
-            "never_finishes",
-            "enabled",
-            "dispatch_fails",
-            "org",
-        }
-        name = data.get("name")
-        what = f"workflow {name!r}" if name else "a workflow"
-        _check_keys(data, sorted(known), what)
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"{what} needs a non-empty name")
-        checkpoints: list[Checkpoint] = []
-        for index, item in enumerate(data.pop("checkpoints", None) or []):
-            try:
-                checkpoints.append(Checkpoint.from_config(item, what))
-            except ConfigError as exc:
-                raise exc.within("checkpoints", index) from None
-        pause_raw = data.pop("pause", None)
-        try:
-            pause = Pause.from_config(pause_raw, what) if pause_raw is not None else None
-        except ConfigError as exc:
-            raise exc.within("pause") from None
-        _check_numbers(cls, data)
-        return cls(checkpoints=tuple(checkpoints), pause=pause, **data)
+    def from_dict(cls, raw: Any) -> WorkflowDefinition:
+        """Build a definition from its YAML/JSON form; :class:`ConfigError` says what is wrong, and where."""
+        from airflow_provider_coverbase.testing.config_file import validated
+
+        return validated(cls, raw)
 
 
 @dataclass(frozen=True)
@@ -274,22 +234,14 @@ class OrgConfig:
     ``max_concurrent_runs`` caps the org's non-terminal runs.
     """
 
+    __pydantic_config__ = _STRICT_KEYS
+
     org_id: str
     api_key: str
     name: str = ""
-    requests_per_window: int | None = None
-    window_seconds: float = 60.0
-    max_concurrent_runs: int | None = None
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> OrgConfig:
-        data = _mapping(raw, "an org")
-        _check_keys(data, [f.name for f in fields(cls)], "an org")
-        missing = [key for key in ("org_id", "api_key") if key not in data]
-        if missing:
-            raise ConfigError(f"an org needs {' and '.join(missing)}")
-        _check_numbers(cls, data)
-        return cls(**dict(data))
+    requests_per_window: Count | None = None
+    window_seconds: Number = 60.0
+    max_concurrent_runs: Count | None = None
 
 
 def default_orgs() -> tuple[OrgConfig, ...]:
@@ -386,20 +338,22 @@ class EmulatorConfig:
       otherwise they answer 404 there, as the legacy contract has no such endpoints.
     """
 
+    __pydantic_config__ = _STRICT_KEYS
+
     workflows: tuple[WorkflowDefinition, ...] = field(default_factory=default_workflows)
     orgs: tuple[OrgConfig, ...] = field(default_factory=default_orgs)
-    speed: float = 1.0
-    idempotency_ttl_seconds: float = 24 * 3600.0
+    speed: Number = 1.0
+    idempotency_ttl_seconds: Number = 24 * 3600.0
     #: Waits between delivery attempts in the current dialect (V3: 6 attempts in all).
-    webhook_retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS
+    webhook_retry_delays: tuple[Number, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS
     #: Waits between delivery attempts in the legacy dialect (exponential backoff for 24 hours).
-    legacy_webhook_retry_delays: tuple[float, ...] = LEGACY_WEBHOOK_RETRY_DELAYS
-    webhook_timeout_seconds: float = 10.0
-    request_log_limit: int = 10_000
+    legacy_webhook_retry_delays: tuple[Number, ...] = LEGACY_WEBHOOK_RETRY_DELAYS
+    webhook_timeout_seconds: Number = 10.0
+    request_log_limit: Count = 10_000
     conflict_shape: ConflictShape = "detail"
     retry_after: RetryAfterPlacement = "both"
-    sparse_get_bodies: bool = False
-    legacy_v2_endpoints: bool = False
+    sparse_get_bodies: Flag = False
+    legacy_v2_endpoints: Flag = False
 
     def __post_init__(self) -> None:
         if len(self.orgs) < 1:
@@ -409,127 +363,26 @@ class EmulatorConfig:
             raise ConfigError("API keys must be unique")
         if self.speed < 0:
             raise ConfigError("speed must not be negative")
-        check_variants(conflict_shape=self.conflict_shape, retry_after=self.retry_after)
         org_refs = {o.org_id for o in self.orgs} | {o.name for o in self.orgs if o.name}
         for workflow in self.workflows:
             if workflow.org is not None and workflow.org not in org_refs:
                 raise ConfigError(f"workflow {workflow.name!r}: org {workflow.org!r} is no configured org_id or name")
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> EmulatorConfig:
-        """Build from a mapping with optional keys ``workflows``, ``orgs``, ``include_defaults``,
-        ``speed``, ``idempotency_ttl_seconds``, ``webhook_retry_delays``, ``legacy_webhook_retry_delays``,
-        ``webhook_timeout_seconds``, ``request_log_limit``, ``conflict_shape``, ``retry_after``,
-        ``sparse_get_bodies``, ``legacy_v2_endpoints``. Custom workflows are added to the built-in ones unless
-        ``include_defaults`` is false; a custom workflow replaces a built-in of the same name."""
-        data = dict(_mapping(raw, "the configuration"))
-        _check_keys(data, [f.name for f in fields(cls)] + ["include_defaults"], "the configuration")
-        include_defaults = bool(data.pop("include_defaults", True))
-        custom = [
-            _within(WorkflowDefinition.from_dict, item, "workflows", index)
-            for index, item in enumerate(_sequence(data.pop("workflows", None), "workflows"))
-        ]
-        base = list(default_workflows()) if include_defaults else []
-        names = {w.name for w in custom}
-        workflows = tuple([w for w in base if w.name not in names] + custom)
-        orgs_raw = _sequence(data.pop("orgs", None), "orgs")
-        orgs = (
-            tuple(_within(OrgConfig.from_dict, item, "orgs", index) for index, item in enumerate(orgs_raw))
-            if orgs_raw
-            else default_orgs()
-        )
-        for name in ("webhook_retry_delays", "legacy_webhook_retry_delays"):
-            if name in data:
-                delays = _sequence(data[name], name)
-                data[name] = tuple(_number({name: x}, name, 0.0) for x in delays)
-        _check_numbers(cls, data)
-        return cls(workflows=workflows, orgs=orgs, **data)
+    def from_dict(cls, raw: Any) -> EmulatorConfig:
+        """Build from a mapping of this class's fields, plus ``include_defaults``.
 
+        Custom workflows are added to the built-in ones unless ``include_defaults`` is false; a
+        custom workflow replaces a built-in of the same name; without ``orgs`` the two built-in orgs
+        are used. :class:`ConfigError` says what is wrong, and where.
+        """
+        from airflow_provider_coverbase.testing.config_file import config_from_dict
 
-def _sequence(raw: Any, key: str) -> Sequence[Any]:
-    if raw is None:
-        return ()
-    if isinstance(raw, str) or not isinstance(raw, Sequence):
-        raise ConfigError(f"{key} must be a list, got {raw!r}", (key,))
-    return raw
-
-
-def _within(build: Any, raw: Any, *path: str | int) -> Any:
-    """``build(raw)``, with any error located at ``path`` (and a wrong value type reported, not raised)."""
-    try:
-        return build(raw)
-    except ConfigError as exc:
-        raise exc.within(*path) from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc), path) from None
-
-
-def check_variants(*, conflict_shape: str | None = None, retry_after: str | None = None) -> None:
-    """Raise :class:`ConfigError` for an unknown answer variant (see :class:`EmulatorConfig`)."""
-    if conflict_shape is not None and conflict_shape not in CONFLICT_SHAPES:
-        raise ConfigError(f"conflict_shape must be one of {CONFLICT_SHAPES}, got {conflict_shape!r}")
-    if retry_after is not None and retry_after not in RETRY_AFTER_PLACEMENTS:
-        raise ConfigError(f"retry_after must be one of {RETRY_AFTER_PLACEMENTS}, got {retry_after!r}")
+        return config_from_dict(raw)
 
 
 def load_config(path: str | Path) -> EmulatorConfig:
-    """Read an ``EmulatorConfig`` from a ``.yaml``/``.yml`` or ``.json`` file.
+    """Read an ``EmulatorConfig`` from a ``.yaml``/``.yml`` or ``.json`` file (see :mod:`.config_file`)."""
+    from airflow_provider_coverbase.testing.config_file import load_config_file
 
-    A top-level list is taken as the list of workflows. Any problem (unreadable file, bad syntax, an
-    unknown key, a wrong value) raises :class:`ConfigError` whose message is one line naming the
-    file, the line and what is wrong, e.g. ``workflows.yaml:9: unknown key 'duration_secs' in a
-    checkpoint of workflow 'nightly' (valid: action_type, duration_seconds, name)``.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the file ({exc})") from None
-    try:
-        raw: Any = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    if raw is None:
-        raw = {}
-    if isinstance(raw, list):
-        raw = {"workflows": raw}
-        prefix: ConfigPath = ("workflows",)
-    else:
-        prefix = ()
-    try:
-        if not isinstance(raw, Mapping):
-            raise ConfigError("expected a mapping or a list of workflows")
-        return EmulatorConfig.from_dict(raw)
-    except ConfigError as exc:
-        line = _line_of(text, exc.path[len(prefix) :] if exc.path[: len(prefix)] == prefix else exc.path)
-        raise ConfigError(f"{path}:{line}: {exc.message}" if line else f"{path}: {exc.message}", exc.path) from None
-
-
-def _line_of(text: str, path: ConfigPath) -> int | None:
-    """The 1-based line of the deepest node of ``path`` found in the YAML (or JSON) ``text``."""
-    try:
-        node: Any = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    if node is None:
-        return None
-    line: int = node.start_mark.line + 1
-    for step in path:
-        child: Any = None
-        if isinstance(node, yaml.MappingNode) and isinstance(step, str):
-            for key, value in node.value:
-                if key.value == step:
-                    child = key if value is None else value
-                    line = key.start_mark.line + 1
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-            child = node.value[step]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line
+    return load_config_file(path)

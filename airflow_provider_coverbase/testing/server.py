@@ -25,6 +25,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from airflow_provider_coverbase.testing.app import create_app
+from airflow_provider_coverbase.testing.catalog import JSON
 from airflow_provider_coverbase.testing.clock import EmulatorClock
 from airflow_provider_coverbase.testing.config import (
     Checkpoint,
@@ -37,7 +38,8 @@ from airflow_provider_coverbase.testing.config import (
     RetryAfterPlacement,
     WorkflowDefinition,
 )
-from airflow_provider_coverbase.testing.state import JSON, EmulatorState, Fault
+from airflow_provider_coverbase.testing.controls import Fault
+from airflow_provider_coverbase.testing.state import EmulatorState
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -298,11 +300,7 @@ class CoverbaseEmulator:
         self.state.set_variants(**{name: value for name, value in changes.items() if value is not None})
 
     def clear_faults(self) -> None:
-        with self.state.lock:
-            self.state.faults.fail.clear()
-            self.state.faults.drop_after_commit = 0
-            self.state.faults.dispatch_fail_next = 0
-            self.state.faults.delay_seconds = 0.0
+        self.state.faults.clear()
 
     def set_limits(
         self,
@@ -313,12 +311,8 @@ class CoverbaseEmulator:
         org_id: str | None = None,
     ) -> None:
         """Per-org limits (every org unless ``org_id``); ``None`` lifts a limit."""
-        self.state.set_limits(
-            org_id,
-            requests_per_window=requests_per_window,
-            window_seconds=window_seconds,
-            max_concurrent_runs=max_concurrent_runs,
-        )
+        limits = {"requests_per_window": requests_per_window, "max_concurrent_runs": max_concurrent_runs}
+        self.state.accounts.set_limits(org_id, {**limits, "window_seconds": window_seconds})
 
     def add_workflow(
         self,
@@ -366,12 +360,12 @@ class CoverbaseEmulator:
             dispatch_fails=dispatch_fails,
             org=org,
         )
-        self.state.add_workflow(definition)
+        self.state.accounts.add_workflow(definition)
         return definition
 
     def definition_id(self, workflow_name: str) -> str:
         """The ID of a workflow in this emulator's dialect (for ``POST /v1/workflows/runs``)."""
-        return self.state.workflows[workflow_name].definition_id(self.dialect)
+        return self.state.accounts.workflows[workflow_name].definition_id(self.dialect)
 
     # ------------------------------------------------------------------ inspection
 
@@ -387,11 +381,11 @@ class CoverbaseEmulator:
     def runs(self) -> dict[str, int]:
         """Number of runs per org ID (every configured org is present)."""
         with self.state.lock:
-            return {org_id: len(runs) for org_id, runs in self.state.runs_by_org.items()}
+            return {org_id: len(runs) for org_id, runs in self.state.run_store.by_org.items()}
 
     def run_count(self, api_key: str | None = None) -> int:
         """Runs created by the org of ``api_key`` (org 1 by default)."""
-        org = self.state.authenticate(f"Bearer {api_key or self.api_key}")
+        org = self.state.accounts.authenticate(f"Bearer {api_key or self.api_key}")
         if org is None:
             raise KeyError("unknown API key")
         return self.runs[org.org_id]
@@ -406,7 +400,7 @@ class CoverbaseEmulator:
 
     def get_run(self, workflow_run_id: str) -> JSON | None:
         """The run as the API shows it now (any org), or None."""
-        run = self.state.get_run(None, workflow_run_id)
+        run = self.state.run_store.get(None, workflow_run_id)
         return None if run is None else self.state.run_view(run)
 
     @property
@@ -414,7 +408,7 @@ class CoverbaseEmulator:
         """Every delivery attempt (webhook_id, event_id, event_type, attempt, status, response_status,
         payload, and ``signature``: ``valid``, ``none`` or ``secret`` as sent), oldest first."""
         with self.state.lock:
-            return list(self.state.deliveries)
+            return list(self.state.webhooks.deliveries)
 
     # ------------------------------------------------------------------ webhook test controls
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, load_config
+from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, WorkflowDefinition, load_config
 from airflow_provider_coverbase.testing.__main__ import main
 from airflow_provider_coverbase.testing.config import ConfigError
-from airflow_provider_coverbase.testing.schema import validate
+from airflow_provider_coverbase.testing.input_schema import validate
 
 from .conftest import client_for
 
@@ -251,7 +251,7 @@ def test_bad_configs_are_rejected(raw: dict[str, object]) -> None:
             "'x' is not of type 'integer' (at input.a[1])",
         ),
         ("b", {"enum": ["a"]}, "'b' is not one of ['a'] (at input)"),
-        ("", {"type": "string", "minLength": 1}, "'' is too short (at input)"),
+        ("", {"type": "string", "minLength": 1}, "'' should be non-empty (at input)"),  # jsonschema's words
         (True, {"type": "integer"}, "True is not of type 'integer' (at input)"),
         (0, {"minimum": 1}, "0 is less than the minimum of 1 (at input)"),
         ({"a": None}, {"properties": {"a": {"type": ["string", "null"]}}}, None),
@@ -259,3 +259,83 @@ def test_bad_configs_are_rejected(raw: dict[str, object]) -> None:
 )
 def test_schema_subset(value: object, schema: dict[str, object], expected: str | None) -> None:
     assert validate(value, schema) == expected
+
+
+MORE_BAD_CONFIGS = [
+    pytest.param(
+        "workflows:\n  - name: a\n    input_schema: {type: objet}\n",
+        2,
+        "workflow 'a': input_schema is not a valid JSON Schema: 'objet' is not valid under any of the given schemas",
+        id="input-schema-not-a-schema",
+    ),
+    pytest.param(
+        "speed: 5\ninclude_defaults: maybe\n", 2, "include_defaults must be true or false, got 'maybe'", id="not-a-flag"
+    ),
+    pytest.param(
+        "workflows:\n  - name: a\n    checkpoints:\n      - {name: x, duration_seconds: '60'}\n",
+        4,
+        "a checkpoint of workflow 'a': duration_seconds must be a number, got '60'",
+        id="number-as-string-in-a-checkpoint",
+    ),
+    pytest.param(
+        "orgs:\n  - org_id: a\n    api_key: k\n  - {org_id: b}\n",
+        4,
+        "an org needs api_key",
+        id="missing-key",
+    ),
+    pytest.param(
+        "speed: 1\nwebhook_retry_delays: [1, soon]\n",
+        2,
+        "webhook_retry_delays[1] must be a number, got 'soon'",
+        id="list-item",
+    ),
+    pytest.param(
+        "workflows:\n  - name: a\n    never_finishes: yes please\n",
+        2,
+        "workflow 'a': never_finishes must be true or false, got 'yes please'",
+        id="flag-in-a-workflow",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "message"), MORE_BAD_CONFIGS)
+def test_pydantic_and_jsonschema_problems_say_what_and_where(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    path = tmp_path / "workflows.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:{line}: {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_python_definition_with_a_broken_input_schema_is_refused() -> None:
+    with pytest.raises(ConfigError, match="input_schema is not a valid JSON Schema"):
+        WorkflowDefinition("x", input_schema={"type": "object", "required": "day"})
+
+
+def test_admin_api_refuses_a_bad_workflow_with_the_config_message(coverbase_emulator: CoverbaseEmulator) -> None:
+    with httpx.Client(base_url=coverbase_emulator.base_url) as admin:
+        bad = admin.post("/_emulator/workflows", json={"name": "w", "checkpoints": [{"name": "a", "secs": 1}]})
+        good = admin.post("/_emulator/workflows", json={"name": "w", "checkpoints": ["a", "b"]})
+    assert bad.status_code == 422
+    assert bad.json()["detail"] == (
+        "unknown key 'secs' in a checkpoint of workflow 'w' (valid: action_type, duration_seconds, name)"
+    )
+    assert good.status_code == 201 and coverbase_emulator.state.accounts.workflows["w"].checkpoints[1].name == "b"
+
+
+def test_input_schema_of_another_draft_is_honoured(coverbase_emulator: CoverbaseEmulator) -> None:
+    emu = coverbase_emulator
+    schema = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "properties": {"n": {"maximum": 3, "exclusiveMaximum": True}},
+    }
+    emu.add_workflow("draft4", [("done", 1)], input_schema=schema)
+    with client_for(emu) as client:
+        refused = client.post("/v1/workflows/draft4/run", json={"input": {"n": 3}})
+        accepted = client.post("/v1/workflows/draft4/run", json={"input": {"n": 2}})
+    assert refused.status_code == 400
+    assert "3 is greater than or equal to the maximum of 3 (at input.n)" in refused.json()["detail"]["message"]
+    assert accepted.status_code == 201

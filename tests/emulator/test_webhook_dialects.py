@@ -147,7 +147,7 @@ def test_legacy_patch_keeps_the_description_on_null_and_disabling_stops_deliveri
     emu.set_speed(0)
     start(emu)
     emu.advance(10)
-    emu.wait_for(lambda: not emu.state._event_runs, timeout=2)
+    emu.wait_for(lambda: not emu.state.webhooks.pending_runs, timeout=2)
     assert receiver.deliveries == []
 
 

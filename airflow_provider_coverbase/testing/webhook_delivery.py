@@ -16,7 +16,7 @@ wire format and retry rule:
 ``Coverbase-Signature`` is the lowercase hex HMAC-SHA256 of the raw body keyed by the secret's
 UTF-8 bytes. Waits are emulated seconds, so they shrink with the clock speed. The test controls
 (hold and release in another order, redeliver, unsigned or wrongly signed attempts) live on the
-state (``WebhookControls``) and in :meth:`WebhookDispatcher.redeliver`.
+webhook store (``WebhookControls``) and in :meth:`WebhookDispatcher.redeliver`.
 
 No Airflow imports, no client imports.
 """
@@ -34,7 +34,9 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_coverbase.testing.state import JSON, DeliveryJob, EmulatorState, SigningOverride, new_id
+from airflow_provider_coverbase.testing.catalog import JSON, new_id
+from airflow_provider_coverbase.testing.state import EmulatorState
+from airflow_provider_coverbase.testing.webhook_store import DeliveryJob, SigningOverride
 
 TICK_SECONDS = 0.02
 #: Statuses the current API retries besides 5xx (V3: any other non-2xx is not retried).
@@ -148,7 +150,7 @@ class WebhookDispatcher:
             "created_at": occurred_at,
             "signature": "valid" if signing is None else signing.mode,
         }
-        self.state.record_delivery(record)
+        self.state.webhooks.record_delivery(record)
         return record
 
     def _delays(self) -> tuple[float, ...]:
@@ -157,7 +159,7 @@ class WebhookDispatcher:
 
     def _active(self, job: DeliveryJob) -> bool:
         sub = job.subscription
-        return self.state.subscriptions.get(sub.webhook_id) is sub and sub.enabled
+        return self.state.webhooks.subscriptions.get(sub.webhook_id) is sub and sub.enabled
 
     def _needs_retry(self, job: DeliveryJob, record: JSON) -> bool:
         return record["status"] != "delivered" and not job.test and self._retryable(record["response_status"])
@@ -170,7 +172,7 @@ class WebhookDispatcher:
     async def _deliver(self, job: DeliveryJob) -> None:
         if not self._active(job):
             return
-        record = await self.attempt(job, 1, self.state.take_signing())
+        record = await self.attempt(job, 1, self.state.webhooks.take_signing())
         if self._needs_retry(job, record):
             await self._retry_from(job, 2)
 
@@ -180,7 +182,7 @@ class WebhookDispatcher:
             await asyncio.sleep(self.state.clock.real_seconds(delays[attempt - 2]))
             if not self._active(job):
                 return
-            record = await self.attempt(job, attempt, self.state.take_signing())
+            record = await self.attempt(job, attempt, self.state.webhooks.take_signing())
             if not self._needs_retry(job, record):
                 return
 
@@ -189,14 +191,14 @@ class WebhookDispatcher:
         for job in jobs:
             if not self._active(job):
                 continue
-            record = await self.attempt(job, 1, self.state.take_signing())
+            record = await self.attempt(job, 1, self.state.webhooks.take_signing())
             if self._needs_retry(job, record):
                 self._spawn(self._retry_from(job, 2))
 
     async def redeliver(self, event_id: str, signing: SigningOverride | None = None) -> JSON:
         """Send an already raised event again, once, now (Coverbase's at-least-once delivery)."""
-        job = self.state.events.get(event_id)
+        job = self.state.webhooks.events.get(event_id)
         if job is None:
             raise KeyError(event_id)
-        attempts = [d["attempt"] for d in self.state.deliveries if d["event_id"] == event_id]
+        attempts = [d["attempt"] for d in self.state.webhooks.deliveries if d["event_id"] == event_id]
         return await self.attempt(job, max(attempts, default=0) + 1, signing)
