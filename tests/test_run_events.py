@@ -8,8 +8,10 @@ Airflow side is Airflow's own ``TriggeringAssetEventsAccessor``.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from airflow_provider_coverbase.triggers import events as trigger_events
 from airflow_provider_coverbase.watching import event_payload
 from airflow_provider_coverbase.webhooks import CoverbaseRunEvent, parse_event, run_event_from_extra, run_events
 
+REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 SWEEP = "quarterly-privacy-sweep"
 
@@ -229,3 +232,19 @@ def test_a_watch_restarted_again_and_again_in_one_triggerer_is_reported(caplog: 
     assert "The watch of 'flapping' was started 3 times" in caplog.text
     assert "[coverbase] pull_connections" in caplog.text
     trigger_events._watch_starts.pop(key)
+
+
+def test_the_readme_event_driven_example_is_taken_from_the_tested_example_dag() -> None:
+    """Each part of the README's excerpt (between ``...`` lines) is in the example DAG file, in order."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- example-dag: (?P<path>\S+) -->\n```python\n(?P<code>.*?)\n```", readme, re.DOTALL)
+    assert match is not None, "README.md has no <!-- example-dag: PATH --> block"
+    assert match["path"] == "example_dags/coverbase_quarterly_report.py"
+    source = (REPO / match["path"]).read_text(encoding="utf-8")
+    parts = re.split(r"^\s*\.\.\.\n", match["code"] + "\n", flags=re.MULTILINE)
+    position = 0
+    for part in filter(None, parts):
+        found = source.find(part, position)
+        assert found >= 0, f"not in {match['path']} (after the previous part):\n{part}"
+        position = found + len(part)
+    assert len(parts) >= 4
