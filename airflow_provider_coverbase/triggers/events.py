@@ -16,6 +16,10 @@ that reached a watched terminal status *after the watch began*. Attach it to an 
         ],
     )
 
+For the ``coverbase://`` assets, let :func:`~airflow_provider_coverbase.assets.coverbase_workflow_asset`
+attach it instead (``[coverbase] pull_connections``): every DAG file that declares an asset must
+declare the same watchers, or Airflow stops and restarts the watch on each parse.
+
 Airflow turns each event into an asset event whose ``extra`` is
 ``{"from_trigger": True, "payload": <event>}``; the payload has the keys of the webhook receiver's
 extra (see :func:`airflow_provider_coverbase.watching.event_payload`). One trigger's events go to

@@ -11,11 +11,9 @@ runs finish when the test advances it), ``airflow scheduler`` starts the DAG run
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import pytest
 
 from airflow_provider_coverbase.client import CoverbaseClient
 from airflow_provider_coverbase.testing import CoverbaseEmulator
-from tests.integration.test_webhooks_airflow import Stack, free_port, wait_for
+from tests.integration.test_webhooks_airflow import Stack, airflow_env, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +83,7 @@ class PullStack(Stack):
         assert all(state == "success" for _, state in rows), rows
         return [run_id for run_id, _ in rows]
 
-    def reports(self, run_id: str) -> list[str]:
+    def reported_runs(self, run_id: str) -> list[str]:
         rows = self.query(
             "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = 'build_report' "
             "AND key = 'return_value' ORDER BY map_index",
@@ -118,25 +116,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PullStack]:
     (dags / "notify_sweep_done.py").write_text(USER_DAG)
     emulator = CoverbaseEmulator(dialect="current", speed=0).start()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COVERBASE"))}
-    env.update(
+    env = airflow_env(
+        home,
+        port,
         {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "1",
             "AIRFLOW__COVERBASE__PULL_CONNECTIONS": "coverbase_default",
             "AIRFLOW__COVERBASE__PULL_POLL_INTERVAL": "0.5",
             **emulator.conn_env(),
-        }
+        },
     )
     stack = PullStack(home, env, port, emulator)
     try:
@@ -197,8 +186,8 @@ def test_every_run_of_a_batch_is_handled_once(stack: PullStack) -> None:
         client.close()
 
     assert [e["payload"]["workflow_run_id"] for e in stack.completions()] == run_ids  # the watcher's shape
-    assert stack.reports(first) == run_ids[:1]
-    assert stack.reports(second) == run_ids[1:]  # each run once, in the order they finished
+    assert stack.reported_runs(first) == run_ids[:1]
+    assert stack.reported_runs(second) == run_ids[1:]  # each run once, in the order they finished
     log_dir = stack.home / "logs" / f"dag_id={REPORT_DAG}" / f"run_id={second}" / "task_id=sweep_runs"
     assert any("a batch of 3 finished sweep run(s)" in p.read_text() for p in log_dir.rglob("*.log"))
 

@@ -178,6 +178,28 @@ class Stack:
         return httpx.post(self.hook_url, content=raw, headers=headers, timeout=10)
 
 
+def airflow_env(home: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of the Airflow processes of a test: ``home``, its ``dags`` folder, the API server on
+    ``port`` (which also serves the tasks' execution API), fast scheduler loops; plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COVERBASE"))}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            **extra,
+        }
+    )
+    return env
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("airflow-webhooks")
@@ -190,22 +212,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     conn = json.loads(emulator.conn_uri)
     # The emulator's clock runs 20x fast, so its timestamps drift ahead: widen the tolerance.
     conn["extra"] = {**conn.get("extra", {}), "webhook_secret": SECRET, "webhook_timestamp_tolerance": 3600}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COVERBASE"))}
-    env.update(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-            f"AIRFLOW_CONN_{CONN.upper()}": json.dumps(conn),
-        }
-    )
+    env = airflow_env(home, port, {f"AIRFLOW_CONN_{CONN.upper()}": json.dumps(conn)})
     stack = Stack(home, env, port, emulator)
     try:
         subprocess.run(stack.airflow("db", "migrate"), env=env, check=True, capture_output=True, timeout=180)
