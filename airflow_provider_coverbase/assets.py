@@ -51,7 +51,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, quote
 
-from airflow.sdk import Asset, AssetWatcher, conf
+from airflow.sdk import Asset, AssetWatcher
+
+try:
+    from airflow.sdk import conf
+except ImportError:  # a task SDK without airflow.sdk.conf: Airflow's own configuration
+    from airflow.configuration import conf  # type: ignore[assignment]
 
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError
 from airflow_provider_coverbase.webhooks import (

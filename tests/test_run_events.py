@@ -22,6 +22,7 @@ from airflow.triggers.base import BaseEventTrigger
 
 from airflow_provider_coverbase.assets import (
     WATCHER_NAME,
+    asset_for_event,
     coverbase_workflow_asset,
     extra_for_event,
     triggering_coverbase_events,
@@ -204,6 +205,19 @@ def test_the_pull_path_is_chosen_by_configuration_and_declared_the_same_everywhe
         "failed"
     ]
     assert coverbase_workflow_asset(SWEEP, conn_id="org_c").watchers == []  # not listed: webhooks
+
+
+def test_the_webhook_receiver_builds_the_asset_without_the_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__COVERBASE__PULL_CONNECTIONS", "coverbase_default")
+    body = {"event_id": "e", "event_type": "WorkflowRun.Completed", "data": {"workflow_run_id": "cbwfr_a"}}
+    asset = asset_for_event(parse_event(body), "coverbase_default", SWEEP)
+    assert asset is not None
+    assert asset.watchers == []  # it only needs the identity: no trigger is built in the API server
+    assert (asset.name, asset.uri, asset.group) == (
+        coverbase_workflow_asset(SWEEP).uri,
+        coverbase_workflow_asset(SWEEP).uri,
+        "coverbase",
+    )
 
 
 def test_checkpoint_assets_get_no_watcher_and_say_so(

@@ -294,6 +294,7 @@ def test_emulator_webhooks_trigger_the_report_dag(stack: Stack) -> None:
     assert report["output"]["vendors_processed"] == 38
 
 
+@pytest.mark.e2e
 def test_a_batch_of_webhooks_in_one_dag_run_is_reported_run_by_run(stack: Stack) -> None:
     """Deliveries sent together become DAG runs that each handle a batch: every sweep run is reported once.
 
