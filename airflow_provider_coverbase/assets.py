@@ -58,6 +58,7 @@ try:
 except ImportError:  # a task SDK without airflow.sdk.conf: Airflow's own configuration
     from airflow.configuration import conf  # type: ignore[assignment]
 
+from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK, DEFAULT_PULL_POLL_INTERVAL
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError
 from airflow_provider_coverbase.webhooks import (
     EXTRA_KEYS,
@@ -125,14 +126,14 @@ def pull_connections() -> frozenset[str]:
 
 def _pull_watchers(workflow_name: str, conn_id: str, *, failed: bool) -> list[AssetWatcher]:
     """The watcher of a completion or failure asset on the pull path, built from the configuration only."""
-    from airflow_provider_coverbase.triggers.events import DEFAULT_LOOKBACK, CoverbaseWorkflowRunEventTrigger
+    from airflow_provider_coverbase.triggers.events import CoverbaseWorkflowRunEventTrigger
 
     trigger = CoverbaseWorkflowRunEventTrigger(
         workflow_name,
         coverbase_conn_id=conn_id,
         statuses=["failed" if failed else "completed"],
-        poll_interval=conf.getfloat(CONFIG_SECTION, "pull_poll_interval", fallback=60.0),
-        lookback=conf.getfloat(CONFIG_SECTION, "pull_lookback", fallback=DEFAULT_LOOKBACK),
+        poll_interval=conf.getfloat(CONFIG_SECTION, "pull_poll_interval", fallback=DEFAULT_PULL_POLL_INTERVAL),
+        lookback=conf.getfloat(CONFIG_SECTION, "pull_lookback", fallback=DEFAULT_PULL_LOOKBACK),
     )
     return [AssetWatcher(name=WATCHER_NAME, trigger=trigger)]
 

@@ -20,6 +20,8 @@ from airflow_provider_coverbase.defaults import (
     DEFAULT_DASHBOARD_URL,
     DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_MAX_RETRIES,
+    DEFAULT_PULL_LOOKBACK,
+    DEFAULT_PULL_POLL_INTERVAL,
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
     DEFAULT_TIMEOUT,
@@ -114,6 +116,12 @@ def _conn_fields() -> dict[str, Any]:
     }
 
 
+def _option(kind: str, description: str, default: object, example: str | None = None) -> dict[str, Any]:
+    """One ``[coverbase]`` configuration option, as Airflow's provider-info schema describes it."""
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    return {"description": description, "version_added": None, "type": kind, "example": example, "default": shown}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider: connection type and form, hook, operator, sensor, trigger, link."""
     return {
@@ -138,6 +146,27 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": [f"{_MODULE}.links.coverbase.CoverbaseWorkflowRunLink"],
+        "config": {
+            "coverbase": {
+                "description": "The pull path: which Coverbase connections' assets are watched by polling "
+                "(read by the DAG processor when coverbase_workflow_asset() builds an asset).",
+                "options": {
+                    "pull_connections": _option(
+                        "string",
+                        "Connections whose completion and failure assets get a pull watcher (comma-separated). "
+                        "Empty: none, webhooks only.",
+                        "",
+                        example="coverbase_default",
+                    ),
+                    "pull_poll_interval": _option(
+                        "float", "Seconds between polls of a watched connection.", DEFAULT_PULL_POLL_INTERVAL
+                    ),
+                    "pull_lookback": _option(
+                        "float", "Each poll lists the runs created within this many seconds.", DEFAULT_PULL_LOOKBACK
+                    ),
+                },
+            }
+        },
         # The webhook receiver plugin is registered ONLY through the ``airflow.plugins`` entry point
         # (pyproject.toml), which Airflow always loads. Not under "plugins" here: Airflow 3.3 reads that
         # key only with lazy_discover_providers=False, and then reports the second registration of the

@@ -76,6 +76,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_coverbase.client._core import MAX_LIST_LIMIT, encode_path_segment, is_missing_list_endpoint
+from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK
 from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
@@ -92,7 +93,7 @@ __all__ = ["CoverbaseWatchError", "CoverbaseWorkflowRunEventTrigger"]
 log = logging.getLogger(__name__)
 
 #: Default creation window of the runs each poll lists (30 days).
-DEFAULT_LOOKBACK = 30 * 24 * 3600.0
+DEFAULT_LOOKBACK = DEFAULT_PULL_LOOKBACK
 #: Longest pause between polls after transient errors.
 MAX_ERROR_BACKOFF = 300.0
 #: How long a restarted watcher waits before asking again after a fatal error (legacy API, unknown
