@@ -118,7 +118,7 @@ def _conn_fields() -> dict[str, Any]:
 
 def _option(kind: str, description: str, default: object, example: str | None = None) -> dict[str, Any]:
     """One ``[coverbase]`` configuration option, as Airflow's provider-info schema describes it."""
-    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    shown = f"{default:.0f}" if isinstance(default, float) and default.is_integer() else str(default)
     return {"description": description, "version_added": None, "type": kind, "example": example, "default": shown}
 
 

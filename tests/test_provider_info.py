@@ -144,6 +144,7 @@ def test_the_pull_path_settings_are_registered_with_their_defaults() -> None:
     options = get_provider_info()["config"]["coverbase"]["options"]
     assert {name: option["default"] for name, option in options.items()} == {
         "pull_connections": "",
-        "pull_poll_interval": f"{DEFAULT_PULL_POLL_INTERVAL:g}",
-        "pull_lookback": f"{DEFAULT_PULL_LOOKBACK:g}",
+        "pull_poll_interval": str(int(DEFAULT_PULL_POLL_INTERVAL)),
+        "pull_lookback": "2592000",  # shown as seconds, not 2.592e+06
     }
+    assert float(options["pull_lookback"]["default"]) == DEFAULT_PULL_LOOKBACK
