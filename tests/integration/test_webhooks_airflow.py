@@ -141,7 +141,7 @@ class Stack:
         asset_id = self.asset_id(asset)
         assert asset_id is not None, f"Airflow does not know {asset.uri}"
         found = self.api("/assets/events", asset_id=asset_id, limit=100)["asset_events"]
-        return [e["extra"] for e in found]
+        return [e["extra"] for e in found if "event_id" in e["extra"]]  # not the one made by hand
 
     def reports(self, dag_run_id: str) -> list[dict[str, Any]]:
         """The return values of the report DAG's mapped ``build_report`` in one DAG run, by map index."""
@@ -298,33 +298,41 @@ def test_emulator_webhooks_trigger_the_report_dag(stack: Stack) -> None:
 def test_a_batch_of_webhooks_in_one_dag_run_is_reported_run_by_run(stack: Stack) -> None:
     """Deliveries sent together become DAG runs that each handle a batch: every sweep run is reported once.
 
-    The scheduler is down while three completions are delivered (newest first). Airflow 3.3 queues the
-    DAG at the first event and gives the run it creates only the events up to that moment; the two
-    later ones wait for the next event, a fourth completion, and come in one DAG run with it.
+    The scheduler is down while four completions are delivered (newest first). Airflow 3.3 queues the
+    DAG at the first event and gives the run it creates only the events up to that moment; the three
+    later ones wait for the next event and come in one DAG run with it. Here the next event is one
+    created by hand through Airflow's REST API, as the README suggests to hand waiting events over;
+    the DAG leaves it out.
     """
     emu = stack.emulator
     before = {r["dag_run_id"] for r in stack.api(f"/dags/{REPORT_DAG}/dagRuns")["dag_runs"]}
     emu.hold_deliveries()
-    run_ids = []
-    for quarter in ("2027-Q1", "2027-Q2", "2027-Q3"):
-        run_ids.append(emu_start_sweep(emu, quarter))
+    run_ids = [emu_start_sweep(emu, quarter) for quarter in ("2027-Q1", "2027-Q2", "2027-Q3", "2027-Q4")]
     wait_for(
-        "three held completions", lambda: sum(e["event_type"] == "workflow.completed" for e in emu.held_deliveries) == 3
+        "four held completions", lambda: sum(e["event_type"] == "workflow.completed" for e in emu.held_deliveries) == 4
     )
     stack.stop("scheduler")
     emu.release_deliveries("reverse")  # sent together, newest first
     wait_for("the asset events", lambda: {e["workflow_run_id"] for e in stack.events(SWEEP_DONE)} >= set(run_ids))
     stack.start("scheduler", "scheduler", "--skip-serve-logs")
     wait_for("the first DAG run", lambda: stack.finished_report_runs(before, at_least=1))
-    run_ids.append(emu_start_sweep(emu, "2027-Q4"))
+    token = httpx.get(f"{stack.base}/auth/token", timeout=10).json()["access_token"]
+    by_hand = httpx.post(
+        f"{stack.base}/api/v2/assets/events",
+        json={"asset_id": stack.asset_id(SWEEP_DONE), "extra": {"note": "hand over the waiting events"}},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert by_hand.is_success, by_hand.text
     both = wait_for("the second DAG run", lambda: stack.finished_report_runs(before, at_least=2))
 
     first, second = ([r["workflow_run_id"] for r in stack.reports(run_id)] for run_id in both)
-    assert first == [run_ids[2]]  # the first one delivered
-    assert sorted(second) == sorted([run_ids[0], run_ids[1], run_ids[3]])  # each sweep run reported once
+    assert first == [run_ids[3]]  # the first one delivered
+    assert sorted(second) == sorted(run_ids[:3])  # each sweep run reported once; the hand-made event left out
     sent = {e["workflow_run_id"]: e["occurred_at"] for e in stack.events(SWEEP_DONE)}
     assert second == sorted(second, key=sent.__getitem__)  # in the order Coverbase sent the events
     assert stack.task_log_has(both[1], "sweep_runs", "a batch of 3 finished sweep run(s)")
+    assert stack.task_log_has(both[1], "sweep_runs", "1 triggering asset event(s) are not Coverbase events")
 
 
 def test_forged_signature_is_401_and_makes_no_event(stack: Stack) -> None:
