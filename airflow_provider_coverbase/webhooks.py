@@ -25,6 +25,11 @@ What Coverbase sends (API reference §7):
   ``status``, ``output``) and the V1+ one (exactly four keys, PascalCase ``WorkflowRun.Completed|Failed``,
   ``workflow_run_id`` only inside ``data``). Both normalise to :class:`CoverbaseWebhookEvent`.
   Every other event type, including ``webhook.test``, parses with ``kind="other"``; it never fails.
+
+The module also defines what an Airflow asset event's ``extra`` says about a workflow event
+(:func:`asset_event_extra`, written by the webhook receiver and the pull watcher alike) and reads it
+back from either path's asset events (:func:`run_events`, :class:`CoverbaseRunEvent`), so a DAG
+handles every event of its run the same way; ``assets.triggering_coverbase_events`` is the Airflow side.
 """
 
 from __future__ import annotations
