@@ -16,6 +16,8 @@ __all__ = [
     "DEFAULT_KEEPALIVE_EXPIRY",
     "DEFAULT_MAX_REQUESTS_PER_SECOND",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_PULL_LOOKBACK",
+    "DEFAULT_PULL_POLL_INTERVAL",
     "DEFAULT_RETRY_INITIAL_DELAY",
     "DEFAULT_RETRY_MAX_DELAY",
     "DEFAULT_TIMEOUT",
@@ -47,3 +49,7 @@ DEFAULT_MAX_REQUESTS_PER_SECOND = 25.0
 #: An hour outlives the default longest poll interval (30 min); a server that closes earlier is
 #: handled by opening a new connection.
 DEFAULT_KEEPALIVE_EXPIRY = 3600.0
+#: The pull path (``[coverbase] pull_poll_interval`` and ``pull_lookback``): seconds between polls, and
+#: how far back in run creation each poll lists runs (30 days).
+DEFAULT_PULL_POLL_INTERVAL = 60.0
+DEFAULT_PULL_LOOKBACK = 30 * 24 * 3600.0

@@ -12,8 +12,15 @@ from typing import Any
 
 from airflow_provider_coverbase import __version__
 from airflow_provider_coverbase.connection import CONN_TYPE, conn_fields, ui_field_behaviour
+from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK, DEFAULT_PULL_POLL_INTERVAL
 
 _MODULE = "airflow_provider_coverbase"
+
+
+def _option(kind: str, description: str, default: object, example: str | None = None) -> dict[str, Any]:
+    """One ``[coverbase]`` configuration option, as Airflow's provider-info schema describes it."""
+    shown = f"{default:.0f}" if isinstance(default, float) and default.is_integer() else str(default)
+    return {"description": description, "version_added": None, "type": kind, "example": example, "default": shown}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -40,6 +47,27 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": [f"{_MODULE}.links.coverbase.CoverbaseWorkflowRunLink"],
+        "config": {
+            "coverbase": {
+                "description": "The pull path: which Coverbase connections' assets are watched by polling "
+                "(read by the DAG processor when coverbase_workflow_asset() builds an asset).",
+                "options": {
+                    "pull_connections": _option(
+                        "string",
+                        "Connections whose completion and failure assets get a pull watcher (comma-separated). "
+                        "Empty: none, webhooks only.",
+                        "",
+                        example="coverbase_default",
+                    ),
+                    "pull_poll_interval": _option(
+                        "float", "Seconds between polls of a watched connection.", DEFAULT_PULL_POLL_INTERVAL
+                    ),
+                    "pull_lookback": _option(
+                        "float", "Each poll lists the runs created within this many seconds.", DEFAULT_PULL_LOOKBACK
+                    ),
+                },
+            }
+        },
         # The webhook receiver plugin is registered ONLY through the ``airflow.plugins`` entry point
         # (pyproject.toml), which Airflow always loads. Not under "plugins" here: Airflow 3.3 reads that
         # key only with lazy_discover_providers=False, and then reports the second registration of the

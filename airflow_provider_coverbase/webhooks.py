@@ -25,6 +25,11 @@ What Coverbase sends (API reference §7):
   ``status``, ``output``) and the V1+ one (exactly four keys, PascalCase ``WorkflowRun.Completed|Failed``,
   ``workflow_run_id`` only inside ``data``). Both normalise to :class:`CoverbaseWebhookEvent`.
   Every other event type, including ``webhook.test``, parses with ``kind="other"``; it never fails.
+
+The module also defines what an Airflow asset event's ``extra`` says about a workflow event
+(:func:`asset_event_extra`, written by the webhook receiver and the pull watcher alike) and reads it
+back from either path's asset events (:func:`run_events`, :class:`CoverbaseRunEvent`), so a DAG
+handles every event of its run the same way; ``assets.triggering_coverbase_events`` is the Airflow side.
 """
 
 from __future__ import annotations
@@ -34,11 +39,11 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from airflow_provider_coverbase.defaults import DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE
 from airflow_provider_coverbase.exceptions import CoverbaseError
@@ -50,6 +55,8 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "AssetEventLike",
+    "CoverbaseRunEvent",
     "CoverbaseWebhookEvent",
     "EventKind",
     "WebhookBodyTooLargeError",
@@ -61,6 +68,8 @@ __all__ = [
     "check_body_size",
     "parse_event",
     "receive",
+    "run_event_from_extra",
+    "run_events",
     "sign",
     "verify_signature",
 ]
@@ -375,3 +384,91 @@ def asset_event_extra(
         "output": output,
         "output_truncated": truncated,
     }
+
+
+# ---- reading it back: the events that triggered a DAG run, one shape for both paths ----
+
+
+class CoverbaseRunEvent(BaseModel):
+    """One Coverbase event as a consumer task sees it, whichever path produced the asset event.
+
+    The webhook receiver writes the keys of :data:`EXTRA_KEYS` straight into the asset event's
+    ``extra``; the pull watcher's asset event carries them in ``extra["payload"]`` (Airflow wraps
+    trigger events as ``{"from_trigger": true, "payload": ...}``). Both read back as this model.
+    ``source`` says which path it was (``webhook`` or ``watcher``); ``asset_uri`` is the asset the
+    event landed on, when known. Unknown keys (added by later receivers) are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: str
+    event_type: str
+    workflow_run_id: str
+    workflow_name: str | None = None
+    status: str | None = None
+    checkpoint: str | None = None
+    occurred_at: datetime | None = None
+    output: Any = None
+    output_truncated: bool = False
+    source: Literal["webhook", "watcher"] = "webhook"
+    asset_uri: str | None = None
+
+
+class AssetEventLike(Protocol):
+    """What :func:`run_events` reads of one asset event (Airflow's triggering asset event has it)."""
+
+    @property
+    def extra(self) -> Mapping[str, Any]: ...
+
+    @property
+    def timestamp(self) -> datetime: ...
+
+
+def run_event_from_extra(extra: Mapping[str, Any], *, asset_uri: str | None = None) -> CoverbaseRunEvent | None:
+    """The :class:`CoverbaseRunEvent` an asset event's ``extra`` holds, in either shape, or ``None``.
+
+    ``None`` means the extra is not a Coverbase event (e.g. an asset event created by hand in the UI).
+    """
+    fields: Any = extra
+    source = "webhook"
+    if extra.get("from_trigger") is True and isinstance(extra.get("payload"), Mapping):
+        fields, source = extra["payload"], "watcher"
+    try:
+        return CoverbaseRunEvent.model_validate({**fields, "source": source, "asset_uri": asset_uri})
+    except ValidationError:
+        return None
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def run_events(
+    asset_events: Iterable[tuple[str | None, AssetEventLike]],
+) -> tuple[list[CoverbaseRunEvent], int]:
+    """Every Coverbase event of ``(asset URI, asset event)`` pairs: in the order they happened, once each.
+
+    Ordered by the event's ``occurred_at`` (when Coverbase sent it, or when the polled run finished),
+    then by when Airflow recorded the asset event (also the fallback when ``occurred_at`` is missing),
+    then by input order. An ``event_id`` seen twice (one watcher's event lands on every asset it
+    watches) is kept once, at its first occurrence. Returns the events and how many asset events
+    were not Coverbase events and were left out.
+    """
+    found: list[tuple[datetime, datetime, int, CoverbaseRunEvent]] = []
+    skipped = 0
+    for index, (uri, asset_event) in enumerate(asset_events):
+        event = run_event_from_extra(asset_event.extra, asset_uri=uri)
+        if event is None:
+            skipped += 1
+            continue
+        recorded = _utc(asset_event.timestamp)
+        happened = _utc(event.occurred_at) if event.occurred_at is not None else recorded
+        found.append((happened, recorded, index, event))
+    found.sort(key=lambda item: item[:3])
+    seen: set[str] = set()
+    events: list[CoverbaseRunEvent] = []
+    for *_, event in found:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            events.append(event)
+    return events, skipped

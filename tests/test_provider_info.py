@@ -141,3 +141,15 @@ def test_airflow_form_metadata_prefills_nothing() -> None:
     }
     assert len(widgets) == len(get_provider_info()["connection-types"][0]["conn-fields"])
     assert {name: widget.field["value"] for name, widget in widgets.items()} == dict.fromkeys(widgets)
+
+
+def test_the_pull_path_settings_are_registered_with_their_defaults() -> None:
+    from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK, DEFAULT_PULL_POLL_INTERVAL
+
+    options = get_provider_info()["config"]["coverbase"]["options"]
+    assert {name: option["default"] for name, option in options.items()} == {
+        "pull_connections": "",
+        "pull_poll_interval": str(int(DEFAULT_PULL_POLL_INTERVAL)),
+        "pull_lookback": "2592000",  # shown as seconds, not 2.592e+06
+    }
+    assert float(options["pull_lookback"]["default"]) == DEFAULT_PULL_LOOKBACK

@@ -16,6 +16,10 @@ that reached a watched terminal status *after the watch began*. Attach it to an 
         ],
     )
 
+For the ``coverbase://`` assets, let :func:`~airflow_provider_coverbase.assets.coverbase_workflow_asset`
+attach it instead (``[coverbase] pull_connections``): every DAG file that declares an asset must
+declare the same watchers, or Airflow stops and restarts the watch on each parse.
+
 Airflow turns each event into an asset event whose ``extra`` is
 ``{"from_trigger": True, "payload": <event>}``; the payload has the keys of the webhook receiver's
 extra (see :func:`airflow_provider_coverbase.watching.event_payload`). One trigger's events go to
@@ -72,6 +76,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_coverbase.client._core import MAX_LIST_LIMIT, encode_path_segment, is_missing_list_endpoint
+from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK
 from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
@@ -89,7 +94,7 @@ __all__ = ["CoverbaseWatchError", "CoverbaseWorkflowRunEventTrigger"]
 log = logging.getLogger(__name__)
 
 #: Default creation window of the runs each poll lists (30 days).
-DEFAULT_LOOKBACK = 30 * 24 * 3600.0
+DEFAULT_LOOKBACK = DEFAULT_PULL_LOOKBACK
 #: How long a restarted watcher waits before asking again after a fatal error (legacy API, unknown
 #: workflow, bad key).
 FATAL_RECHECK_SECONDS = 600.0
@@ -97,6 +102,34 @@ _ALL_TERMINAL = tuple(API_STATUS.values())
 
 #: (conn_id, workflow_name or "") -> (monotonic time, message) of the last fatal error in this process.
 _recent_fatal: dict[tuple[str, str], tuple[float, str]] = {}
+#: Restarts of one watch within this many seconds, in one triggerer process, that get a warning.
+FLAPPING_RESTARTS = 2
+FLAPPING_WINDOW = 600.0
+#: state key -> monotonic times this triggerer process started that watch (within the window).
+_watch_starts: dict[str, list[float]] = {}
+
+
+def _note_start(state_key: str, workflow_name: str, logger: Any) -> None:
+    """Warn when one watch keeps being stopped and started again while the triggerer runs.
+
+    Airflow rewrites an asset's watchers from every DAG file that declares the asset: one file
+    declaring it with this watcher and another without (or with other settings) stop and start the
+    watch on each DAG-processor loop, and runs finishing in between are missed.
+    """
+    now = time.monotonic()
+    starts = [t for t in _watch_starts.get(state_key, []) if now - t < FLAPPING_WINDOW] + [now]
+    _watch_starts[state_key] = starts
+    if len(starts) > FLAPPING_RESTARTS:
+        logger.warning(
+            "The watch of '%s' was started %d times in %.0f s in this triggerer: Airflow stops an asset's watcher "
+            "whenever a DAG file declares that asset without it (or with other trigger settings) and starts it "
+            "again when another file declares it with it, and runs that finish in between are missed. Declare "
+            "Coverbase assets only with coverbase_workflow_asset() and choose the pull path with the "
+            "[coverbase] pull_connections setting, so that every DAG file declares the same watcher.",
+            workflow_name,
+            len(starts),
+            now - starts[0],
+        )
 
 
 class CoverbaseWatchError(CoverbaseError):
@@ -319,6 +352,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll this workflow's finished runs forever, yielding one event per newly finished run."""
+        _note_start(self.state_key, self.workflow_name, self.log)
         await _wait_out_recent_fatal(self._recent_key(), self.log)
         self.log.info("Watching '%s' with a poll of its own every %g s", self.workflow_name, self.poll_interval)
         self._hook = CoverbaseHook(self.coverbase_conn_id)
@@ -400,6 +434,7 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         """Check the workflow exists, then pick this watch's new runs from every shared listing."""
+        _note_start(self.state_key, self.workflow_name, self.log)
         await _wait_out_recent_fatal(self._recent_key(), self.log)
         await _wait_out_recent_fatal(self._recent_key(workflow=False), self.log)
         self._hook = CoverbaseHook(self.coverbase_conn_id)

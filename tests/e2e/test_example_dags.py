@@ -208,7 +208,18 @@ def test_quarterly_report_dag_run_by_hand_for_a_named_sweep(
     ).json()["workflow_run_id"]
     emu.advance(3600)
     dag = load_dag("coverbase_quarterly_report")
-    assert dag.test(run_conf={"workflow_run_id": run_id}).state == DagRunState.SUCCESS
+    dag_run = dag.test(run_conf={"workflow_run_id": run_id})
+    assert dag_run.state == DagRunState.SUCCESS
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=dag_run.run_id, key="return_value", dag_ids=dag.dag_id, task_ids="build_report", map_indexes=None
+        )
+        reports = [XComModel.deserialize_value(row) for row in session.execute(query).scalars().all()]
+    assert [r["workflow_run_id"] for r in reports] == [run_id]  # a batch of one: the named run
+    assert reports[0]["status"] == "completed"
 
 
 def test_a_task_that_fails_before_a_run_exists_logs_no_xcom_error(

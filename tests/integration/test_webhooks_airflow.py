@@ -141,7 +141,30 @@ class Stack:
         asset_id = self.asset_id(asset)
         assert asset_id is not None, f"Airflow does not know {asset.uri}"
         found = self.api("/assets/events", asset_id=asset_id, limit=100)["asset_events"]
-        return [e["extra"] for e in found]
+        return [e["extra"] for e in found if "event_id" in e["extra"]]  # not the one made by hand
+
+    def reports(self, dag_run_id: str) -> list[dict[str, Any]]:
+        """The return values of the report DAG's mapped ``build_report`` in one DAG run, by map index."""
+        base = f"/dags/{REPORT_DAG}/dagRuns/{dag_run_id}/taskInstances"
+        mapped = self.api(f"{base}/build_report/listMapped")["task_instances"]
+        return [
+            self.api(f"{base}/build_report/xcomEntries/return_value", map_index=ti["map_index"])["value"]
+            for ti in sorted(mapped, key=lambda ti: ti["map_index"])
+        ]
+
+    def finished_report_runs(self, before: set[str], at_least: int) -> list[str]:
+        """The report DAG's runs not in ``before``, oldest first, once ``at_least`` exist and all ended."""
+        runs = sorted(self.api(f"/dags/{REPORT_DAG}/dagRuns")["dag_runs"], key=lambda r: r["run_after"])
+        new = [r for r in runs if r["dag_run_id"] not in before]
+        if len(new) < at_least or any(r["state"] not in ("success", "failed") for r in new):
+            return []
+        assert all(r["state"] == "success" for r in new), new
+        return [r["dag_run_id"] for r in new]
+
+    def task_log_has(self, dag_run_id: str, task_id: str, text: str) -> bool:
+        """Whether the task's log file (under ``$AIRFLOW_HOME/logs``) contains ``text``."""
+        folder = self.home / "logs" / f"dag_id={REPORT_DAG}" / f"run_id={dag_run_id}" / f"task_id={task_id}"
+        return any(text in path.read_text(errors="replace") for path in folder.rglob("*.log"))
 
     def deliver(self, body: dict[str, Any], secret: str = SECRET) -> httpx.Response:
         raw = json.dumps(body, separators=(",", ":")).encode()
@@ -153,6 +176,28 @@ class Stack:
             "X-Coverbase-Event-Type": body["event_type"],
         }
         return httpx.post(self.hook_url, content=raw, headers=headers, timeout=10)
+
+
+def airflow_env(home: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of the Airflow processes of a test: ``home``, its ``dags`` folder, the API server on
+    ``port`` (which also serves the tasks' execution API), fast scheduler loops; plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COVERBASE"))}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+            **extra,
+        }
+    )
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -167,27 +212,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     conn = json.loads(emulator.conn_uri)
     # The emulator's clock runs 20x fast, so its timestamps drift ahead: widen the tolerance.
     conn["extra"] = {**conn.get("extra", {}), "webhook_secret": SECRET, "webhook_timestamp_tolerance": 3600}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COVERBASE"))}
-    env.update(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-            f"AIRFLOW_CONN_{CONN.upper()}": json.dumps(conn),
-        }
-    )
+    env = airflow_env(home, port, {f"AIRFLOW_CONN_{CONN.upper()}": json.dumps(conn)})
     stack = Stack(home, env, port, emulator)
     try:
         subprocess.run(stack.airflow("db", "migrate"), env=env, check=True, capture_output=True, timeout=180)
         stack.start("dag-processor", "dag-processor")
-        stack.start("scheduler", "scheduler")
+        stack.start("scheduler", "scheduler", "--skip-serve-logs")
         stack.start_api_server()
         stack.wait_for_api_server()
         wait_for("the DAG's assets", lambda: stack.asset_id(SWEEP_DONE), timeout=90)
@@ -223,14 +253,20 @@ def legacy_event(event_id: str, run_id: str = "cbwfr_0123456789abcdef0123456789a
     }
 
 
-def test_emulator_webhooks_trigger_the_report_dag(stack: Stack) -> None:
-    emu = stack.emulator
-    run_id = httpx.post(
+def emu_start_sweep(emu: CoverbaseEmulator, quarter: str) -> str:
+    """Start a run of the sweep in the emulator; its id."""
+    started = httpx.post(
         f"{emu.base_url}/v1/workflows/quarterly-privacy-sweep/run",
-        json={"input": {"quarter": "2026-Q4", "vendor_filter": {"tier": 1}}},
+        json={"input": {"quarter": quarter, "vendor_filter": {"tier": 1}}},
         headers={"Authorization": f"Bearer {emu.api_key}"},
         timeout=5,
-    ).json()["workflow_run_id"]
+    )
+    return str(started.json()["workflow_run_id"])
+
+
+def test_emulator_webhooks_trigger_the_report_dag(stack: Stack) -> None:
+    emu = stack.emulator
+    run_id = emu_start_sweep(emu, "2026-Q4")
 
     def completion() -> dict[str, Any] | None:
         return next((e for e in stack.events(SWEEP_DONE) if e["workflow_run_id"] == run_id), None)
@@ -252,12 +288,51 @@ def test_emulator_webhooks_trigger_the_report_dag(stack: Stack) -> None:
 
     dag_run = wait_for("the report DAG run", report_run, timeout=60)
     assert dag_run["run_type"] == "asset_triggered"
-    xcom = stack.api(
-        f"/dags/{REPORT_DAG}/dagRuns/{dag_run['dag_run_id']}/taskInstances/build_report/xcomEntries/return_value"
-    )
+    (report,) = stack.reports(dag_run["dag_run_id"])
     # The task read the run that completed (named by the asset event) from the emulator's API.
-    assert run_id in str(xcom["value"])
-    assert "vendors_processed" in str(xcom["value"])
+    assert report["workflow_run_id"] == run_id
+    assert report["output"]["vendors_processed"] == 38
+
+
+@pytest.mark.e2e
+def test_a_batch_of_webhooks_in_one_dag_run_is_reported_run_by_run(stack: Stack) -> None:
+    """Deliveries sent together become DAG runs that each handle a batch: every sweep run is reported once.
+
+    The scheduler is down while four completions are delivered (newest first). Airflow 3.3 queues the
+    DAG at the first event and gives the run it creates only the events up to that moment; the three
+    later ones wait for the next event and come in one DAG run with it. Here the next event is one
+    created by hand through Airflow's REST API, as the README suggests to hand waiting events over;
+    the DAG leaves it out.
+    """
+    emu = stack.emulator
+    before = {r["dag_run_id"] for r in stack.api(f"/dags/{REPORT_DAG}/dagRuns")["dag_runs"]}
+    emu.hold_deliveries()
+    run_ids = [emu_start_sweep(emu, quarter) for quarter in ("2027-Q1", "2027-Q2", "2027-Q3", "2027-Q4")]
+    wait_for(
+        "four held completions", lambda: sum(e["event_type"] == "workflow.completed" for e in emu.held_deliveries) == 4
+    )
+    stack.stop("scheduler")
+    emu.release_deliveries("reverse")  # sent together, newest first
+    wait_for("the asset events", lambda: {e["workflow_run_id"] for e in stack.events(SWEEP_DONE)} >= set(run_ids))
+    stack.start("scheduler", "scheduler", "--skip-serve-logs")
+    wait_for("the first DAG run", lambda: stack.finished_report_runs(before, at_least=1))
+    token = httpx.get(f"{stack.base}/auth/token", timeout=10).json()["access_token"]
+    by_hand = httpx.post(
+        f"{stack.base}/api/v2/assets/events",
+        json={"asset_id": stack.asset_id(SWEEP_DONE), "extra": {"note": "hand over the waiting events"}},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert by_hand.is_success, by_hand.text
+    both = wait_for("the second DAG run", lambda: stack.finished_report_runs(before, at_least=2))
+
+    first, second = ([r["workflow_run_id"] for r in stack.reports(run_id)] for run_id in both)
+    assert first == [run_ids[3]]  # the first one delivered
+    assert sorted(second) == sorted(run_ids[:3])  # each sweep run reported once; the hand-made event left out
+    sent = {e["workflow_run_id"]: e["occurred_at"] for e in stack.events(SWEEP_DONE)}
+    assert second == sorted(second, key=sent.__getitem__)  # in the order Coverbase sent the events
+    assert stack.task_log_has(both[1], "sweep_runs", "a batch of 3 finished sweep run(s)")
+    assert stack.task_log_has(both[1], "sweep_runs", "1 triggering asset event(s) are not Coverbase events")
 
 
 def test_forged_signature_is_401_and_makes_no_event(stack: Stack) -> None:
