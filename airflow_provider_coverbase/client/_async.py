@@ -31,13 +31,11 @@ T = TypeVar("T")
 
 
 class AsyncCoverbaseClient:
-    """Asynchronous client for the Coverbase Workflows API.
+    """Asynchronous client for the Coverbase Workflows API::
 
-    ```python
-    async with AsyncCoverbaseClient(api_key) as client:
-        run = await client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
-        run = await client.get_workflow_run(run.workflow_run_id)
-    ```
+        async with AsyncCoverbaseClient(api_key) as client:
+            run = await client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
+            run = await client.get_workflow_run(run.workflow_run_id)
 
     Every run-starting call sends an ``Idempotency-Key`` (yours, or one made once per call and
     reused by each of its retries), so a retry never starts a second run. Connection errors,

@@ -30,13 +30,11 @@ T = TypeVar("T")
 
 
 class CoverbaseClient:
-    """Synchronous client for the Coverbase Workflows API.
+    """Synchronous client for the Coverbase Workflows API::
 
-    ```python
-    with CoverbaseClient(api_key) as client:
-        run = client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
-        run = client.get_workflow_run(run.workflow_run_id)
-    ```
+        with CoverbaseClient(api_key) as client:
+            run = client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
+            run = client.get_workflow_run(run.workflow_run_id)
 
     Every run-starting call sends an ``Idempotency-Key`` (yours, or one made once per call and
     reused by each of its retries), so a retry never starts a second run. Connection errors,

@@ -88,7 +88,7 @@ def _seconds(value: timedelta | float | int, name: str, task_id: str) -> float:
     if not seconds > 0:
         given = f"timedelta(seconds={seconds:g})" if isinstance(value, timedelta) else f"{value!r}"
         raise ValueError(
-            f"task '{task_id}': {name} must be positive, got {given}. Pass a timedelta such as "
+            f"{task_id}: {name} must be positive, got {given}. Pass a timedelta such as "
             f"timedelta(hours=24) or a number of seconds > 0"
         )
     return seconds
