@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-e2e test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
+.PHONY: test test-e2e test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,18 @@ dist-check: $(STAMP)
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/python scripts/check_dist.py dist
 
+## make docs: the Sphinx site (docs/ -> docs/_build/html), every page read afresh, warnings as errors. That
+## is also the check of internal links: MyST resolves each link to a page, a heading anchor or a label while
+## building and warns on one it cannot find. External URLs are not fetched. Sphinx comes from the docs
+## extra, installed into .venv beside the dev tools (`make test` does not install it).
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html
+
 ## make bench-triggers: N waiting triggers in one event loop, ours beside the peer providers' triggers
 ## (about 40 min; BENCH_ARGS=--quick for about 10, --help for the flags). The peers come from the bench
 ## extra, in a venv of their own: installed in .venv they would change what `make test` sees.
@@ -98,4 +110,4 @@ unit: $(STAMP)
 	$(BIN)/pytest -m "not integration and not dagrun and not e2e"
 
 clean:
-	rm -rf $(VENV) $(AF32_VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist
+	rm -rf $(VENV) $(AF32_VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .airflow-home .demo build dist docs/_build

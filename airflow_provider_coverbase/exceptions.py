@@ -1,32 +1,32 @@
 """Every error this provider raises, in one tree. No Airflow imports here.
 
-```
-CoverbaseError                          base: catch-all for callers
-├── CoverbaseConfigError                bad settings or arguments, raised before any request
-│   └── InvalidInputError               the workflow input is wrong: catch this one for both cases
-│       └── (InputRejectedError)        ... including the server's ``400 invalid_input`` (see below)
-├── CoverbaseConnectionError            no HTTP response at all (request never answered)
-│   └── CoverbaseTimeoutError           connect/read/write/pool timeout
-├── CoverbaseAPIError                   the API answered with an error status
-│   ├── BadRequestError          400
-│   │   └── InputRejectedError          legacy ``invalid_input``; also an ``InvalidInputError``
-│   ├── AuthenticationError      401    invalid, expired or revoked API key
-│   ├── PermissionDeniedError    403    missing credential (V3), scope, IP allowlist
-│   ├── NotFoundError            404    unknown workflow, a run of another org, or a wrong base URL
-│   ├── ConflictError            409
-│   │   ├── WorkflowDisabledError       ``workflow_disabled`` (current API)
-│   │   ├── IdempotencyConflictError    ``idempotency_conflict`` whose body carries no run
-│   │   └── IdempotencyKeyReusedError   a replay returned a run of another workflow
-│   ├── UnprocessableEntityError 422    request validation (``detail`` is a list)
-│   ├── RateLimitError           429    raised only once retries are spent
-│   └── ServerError              5xx    raised only once retries are spent
-│       └── WorkflowDispatchFailedError 502 ``workflow_dispatch_failed``: the run exists; not retried
-├── CoverbaseResponseValidationError    2xx, but the body is not what the API documents
-└── WorkflowRunError                    the *workflow run* ended badly (not an HTTP problem)
-    ├── WorkflowRunFailed
-    ├── WorkflowRunCancelled
-    └── WorkflowRunTimedOut             our own deadline passed while the run was still going
-```
+::
+
+    CoverbaseError                          base: catch-all for callers
+    ├── CoverbaseConfigError                bad settings or arguments, raised before any request
+    │   └── InvalidInputError               the workflow input is wrong: catch this one for both cases
+    │       └── (InputRejectedError)        ... including the server's ``400 invalid_input`` (see below)
+    ├── CoverbaseConnectionError            no HTTP response at all (request never answered)
+    │   └── CoverbaseTimeoutError           connect/read/write/pool timeout
+    ├── CoverbaseAPIError                   the API answered with an error status
+    │   ├── BadRequestError          400
+    │   │   └── InputRejectedError          legacy ``invalid_input``; also an ``InvalidInputError``
+    │   ├── AuthenticationError      401    invalid, expired or revoked API key
+    │   ├── PermissionDeniedError    403    missing credential (V3), scope, IP allowlist
+    │   ├── NotFoundError            404    unknown workflow, a run of another org, or a wrong base URL
+    │   ├── ConflictError            409
+    │   │   ├── WorkflowDisabledError       ``workflow_disabled`` (current API)
+    │   │   ├── IdempotencyConflictError    ``idempotency_conflict`` whose body carries no run
+    │   │   └── IdempotencyKeyReusedError   a replay returned a run of another workflow
+    │   ├── UnprocessableEntityError 422    request validation (``detail`` is a list)
+    │   ├── RateLimitError           429    raised only once retries are spent
+    │   └── ServerError              5xx    raised only once retries are spent
+    │       └── WorkflowDispatchFailedError 502 ``workflow_dispatch_failed``: the run exists; not retried
+    ├── CoverbaseResponseValidationError    2xx, but the body is not what the API documents
+    └── WorkflowRunError                    the *workflow run* ended badly (not an HTTP problem)
+        ├── WorkflowRunFailed
+        ├── WorkflowRunCancelled
+        └── WorkflowRunTimedOut             our own deadline passed while the run was still going
 
 What the client accepts instead of raising:
 

@@ -5,8 +5,9 @@ Usage: ``python scripts/check_dist.py dist/``. Prints one line per problem and e
 - Wheel: every module of the package (compared with the source tree), ``py.typed``, the license, the
   ``apache_airflow_provider`` and ``pytest11`` entry points, the metadata (license expression, Python
   floor, extras, classifiers, project URLs); no tests.
-- Sdist: the license, changelog and README, the package, and either every file of ``tests/`` (every test
-  module and every ``conftest.py``) or none of them.
+- Sdist: the license, changelog and README, the package, the Airflow 3.2 constraints file (the docs show
+  it; ``make test-airflow-3.2`` installs with it), and either every file of ``tests/`` (every test module
+  and every ``conftest.py``) with what the tests read (the example DAGs, the docs' sources) or none of them.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def check_metadata(metadata: Message) -> list[str]:
         problems.append("metadata: no Development Status classifier")
     if "Programming Language :: Python :: 3.11" not in classifiers:
         problems.append("metadata: no Python 3.11 classifier")
-    if not metadata.get_all("Project-URL"):
-        problems.append("metadata: no project URLs")
+    labels = {url.split(",", 1)[0].strip() for url in metadata.get_all("Project-URL") or []}
+    problems += [
+        f"metadata: no {label!r} project URL"
+        for label in ("Homepage", "Documentation", "Changelog", "Source")
+        if label not in labels
+    ]
     return problems
 
 
@@ -93,7 +98,7 @@ def check_sdist(path: Path) -> list[str]:
         names = {
             name.split("/", 1)[1] for name in archive.getnames() if "/" in name and archive.getmember(name).isfile()
         }
-    for needed in ("LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "PKG-INFO"):
+    for needed in ("LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "PKG-INFO", "constraints/airflow-3.2.txt"):
         if needed not in names:
             problems.append(f"sdist {top}: {needed} is missing")
     problems += [f"sdist: {name} is missing" for name in sorted(source_files(PACKAGE) - names)]
@@ -101,7 +106,9 @@ def check_sdist(path: Path) -> list[str]:
     if tests:  # all of the tests with their conftest files, or none
         expected = source_files("tests")
         problems += [f"sdist: {name} is missing (the sdist ships tests)" for name in sorted(expected - tests)]
-        needed_by_tests = source_files("example_dags")
+        needed_by_tests = source_files("example_dags") | {
+            name for name in source_files("docs") if not name.startswith("docs/_build/")
+        }
         problems += [f"sdist: {name} is missing (the tests use it)" for name in sorted(needed_by_tests - names)]
     return problems
 

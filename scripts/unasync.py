@@ -42,6 +42,8 @@ SUBS: list[tuple[str, str]] = [
     (r"``httpx\.Client\.send``", "``httpx.AsyncClient.send``"),
     (r"``Client\.send``", "``AsyncClient.send``"),
     (r"def _wait_for_budget\(self", "async def _wait_for_budget(self"),
+    (r"def _known_workflow_names\(self", "async def _known_workflow_names(self"),
+    (r"self\._known_workflow_names\(", "await self._known_workflow_names("),
     (r"self\._wait_for_budget\(", "await self._wait_for_budget("),
     (r"^(\s+)self\._sleep\(", r"\1await self._sleep("),
     (r"return self\._execute\(", "return await self._execute("),

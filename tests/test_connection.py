@@ -22,23 +22,23 @@ from airflow_provider_coverbase.connection import (
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError
 from airflow_provider_coverbase.get_provider_info import get_provider_info
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONNECTION_PAGE = Path(__file__).resolve().parents[1] / "docs" / "connection.md"
 MARKER = (
     "<!-- Generated from airflow_provider_coverbase.connection (docs_table()); tests/test_connection.py checks it. -->"
 )
 
 
-def readme_table() -> str:
-    text = README.read_text()
-    assert MARKER in text, "the README's connection table lost its marker line"
+def docs_page_table() -> str:
+    text = CONNECTION_PAGE.read_text()
+    assert MARKER in text, "the connection page's table lost its marker line"
     after = text.split(MARKER + "\n", 1)[1]
     return after.split("\n\n", 1)[0] + "\n"
 
 
-def test_the_readme_table_is_the_model_s() -> None:
+def test_the_docs_table_is_the_model_s() -> None:
     """Regenerate the table with
     ``python -c 'from airflow_provider_coverbase.connection import docs_table; print(docs_table())'``."""
-    assert readme_table() == docs_table()
+    assert docs_page_table() == docs_table()
 
 
 def test_the_docs_table_has_a_row_per_field_with_its_default() -> None:

@@ -248,11 +248,11 @@ def test_a_watch_restarted_again_and_again_in_one_triggerer_is_reported(caplog: 
     trigger_events._watch_starts.pop(key)
 
 
-def test_the_readme_event_driven_example_is_taken_from_the_tested_example_dag() -> None:
-    """Each part of the README's excerpt (between ``...`` lines) is in the example DAG file, in order."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"<!-- example-dag: (?P<path>\S+) -->\n```python\n(?P<code>.*?)\n```", readme, re.DOTALL)
-    assert match is not None, "README.md has no <!-- example-dag: PATH --> block"
+def test_the_docs_event_driven_example_is_taken_from_the_tested_example_dag() -> None:
+    """Each part of the webhooks page's excerpt (between ``...`` lines) is in the example DAG file, in order."""
+    page = (REPO / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- example-dag: (?P<path>\S+) -->\n```python\n(?P<code>.*?)\n```", page, re.DOTALL)
+    assert match is not None, "docs/webhooks.md has no <!-- example-dag: PATH --> block"
     assert match["path"] == "example_dags/coverbase_quarterly_report.py"
     source = (REPO / match["path"]).read_text(encoding="utf-8")
     parts = re.split(r"^\s*\.\.\.\n", match["code"] + "\n", flags=re.MULTILINE)

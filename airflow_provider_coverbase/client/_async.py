@@ -22,7 +22,7 @@ from airflow_provider_coverbase.client._config import (
 )
 from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
 from airflow_provider_coverbase.client._http import connection_limits, shared_ssl_context
-from airflow_provider_coverbase.exceptions import CoverbaseError
+from airflow_provider_coverbase.exceptions import CoverbaseError, NotFoundError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
 __all__ = ["AsyncCoverbaseClient"]
@@ -31,13 +31,11 @@ T = TypeVar("T")
 
 
 class AsyncCoverbaseClient:
-    """Asynchronous client for the Coverbase Workflows API.
+    """Asynchronous client for the Coverbase Workflows API::
 
-    ```python
-    async with AsyncCoverbaseClient(api_key) as client:
-        run = await client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
-        run = await client.get_workflow_run(run.workflow_run_id)
-    ```
+        async with AsyncCoverbaseClient(api_key) as client:
+            run = await client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
+            run = await client.get_workflow_run(run.workflow_run_id)
 
     Every run-starting call sends an ``Idempotency-Key`` (yours, or one made once per call and
     reused by each of its retries), so a retry never starts a second run. Connection errors,
@@ -201,8 +199,31 @@ class AsyncCoverbaseClient:
         *,
         idempotency_key: str | None = None,
     ) -> WorkflowRun:
-        """Start the workflow called ``workflow_name`` with ``input``; return the new run."""
-        return await self._execute(self._core.run_workflow(workflow_name, input, idempotency_key))
+        """Start the workflow called ``workflow_name`` with ``input``; return the new run.
+
+        An unknown name's error (``404 workflow_not_found``) says where names are and offers the
+        closest known one, read as :meth:`ClientCore.workflow_name_lookups` says.
+        """
+        call = self._core.run_workflow(workflow_name, input, idempotency_key)
+        try:
+            return await self._execute(call)
+        except NotFoundError as error:
+            if error.code == "workflow_not_found":
+                self._core.add_workflow_name_hint(error, workflow_name, await self._known_workflow_names())
+            raise
+
+    async def _known_workflow_names(self) -> list[str] | None:
+        """Workflow names for a typo's hint: one attempt per lookup, any failure is no answer."""
+        for lookup in self._core.workflow_name_lookups():
+            await self._wait_for_budget(after_pause=True)
+            try:
+                response = await self._send(lookup.request)
+                names = self._core.finish(lookup, response, 1)
+            except (CoverbaseError, httpx.TransportError):
+                continue
+            if isinstance(names, list) and names:
+                return names
+        return None
 
     async def run_workflow_definition(
         self,

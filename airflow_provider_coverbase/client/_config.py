@@ -141,7 +141,7 @@ class RetryPolicy:
     def should_retry(self, error: BaseException) -> bool:
         """Whether the request that failed with ``error`` is worth sending again."""
         if isinstance(error, CoverbaseConnectionError):
-            return True
+            return error.retryable  # False for an https:// URL answered in plain http
         if isinstance(error, CoverbaseAPIError) and error.status_code in self.retry_statuses:
             if not error.retryable:  # e.g. 502 workflow_dispatch_failed: the run exists already
                 return False
@@ -178,6 +178,9 @@ class ClientConfig:
     #: Requests per second this client (or, shared, this connection in one process) may send;
     #: ``0`` is unlimited. See :class:`~airflow_provider_coverbase.client.RequestBudget`.
     max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
+    #: Where these settings come from, for messages that tell what to fix: the hook sets
+    #: "Airflow connection 'coverbase_default'". A label only: not part of :meth:`fingerprint`.
+    source: str = ""
     #: :meth:`fingerprint`, computed on first use (every user of a shared config asks for it).
     _fingerprint: str = field(default="", init=False, repr=False, compare=False)
 

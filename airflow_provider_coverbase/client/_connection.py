@@ -84,6 +84,7 @@ def _parse_settings(fields: _Fields) -> CoverbaseConnectionSettings:
             ),
             allow_insecure_http=extras.allow_insecure_http,
             max_requests_per_second=extras.max_requests_per_second,
+            source=f"Airflow connection '{conn_id}'",
         )
     except CoverbaseConfigError as exc:
         raise CoverbaseConfigError(f"connection '{conn_id}': {exc.message}") from None

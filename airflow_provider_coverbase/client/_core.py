@@ -8,11 +8,13 @@ send the requests built here, feed the outcome back to :meth:`ClientCore.finish`
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
 import random
 import re
+import ssl
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +27,7 @@ import httpx
 import pydantic
 
 from airflow_provider_coverbase import __version__
-from airflow_provider_coverbase.client._config import ClientConfig, parse_retry_after
+from airflow_provider_coverbase.client._config import ClientConfig, is_loopback_host, parse_retry_after
 from airflow_provider_coverbase.exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -105,6 +107,33 @@ def is_missing_list_endpoint(method: str, path: str, status: int | None, code: s
     if method != "GET" or path != LIST_RUNS_PATH:
         return False
     return status == 405 or (status == 404 and code != "workflow_not_found")
+
+
+#: What OpenSSL's error says when a TLS handshake got a plain-HTTP answer.
+_PLAIN_HTTP_SIGNS = ("WRONG_VERSION_NUMBER", "wrong version number", "RECORD_LAYER_FAILURE", "packet length too long")
+
+
+def _plain_http_answer(error: BaseException) -> bool:
+    """Whether a TLS handshake failed because the server answered in plain HTTP.
+
+    OpenSSL reports that as ``WRONG_VERSION_NUMBER`` (or, in OpenSSL 3.2+, sometimes
+    ``RECORD_LAYER_FAILURE`` / "packet length too long"); the :class:`ssl.SSLError` may sit in the
+    exception's cause or context chain, or only in its text (httpx wraps it).
+    """
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            break
+        text = str(seen)
+        if (isinstance(seen, ssl.SSLError) or "SSL" in text) and any(sign in text for sign in _PLAIN_HTTP_SIGNS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _fold_name(name: str) -> str:
+    """A workflow name without letter case, Unicode form or separators, to find a close match."""
+    return re.sub(r"[\s_\-]+", "", unicodedata.normalize("NFKC", name).casefold())
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,6 +457,60 @@ class ClientCore:
 
         return Call(self._request("GET", "/v1/utils/authtest"), parse, action="check the API key")
 
+    def workflow_name_lookups(self) -> list[Call[list[str]]]:
+        """Where workflow names can be read, for the hint after a ``404 workflow_not_found``.
+
+        Coverbase has no endpoint that lists workflows. The emulator lists its own at ``GET
+        /_emulator`` (asked only on a loopback base URL, where the emulator runs); the current API's
+        run list (``GET /v1/workflows/runs``, the newest 500 runs) names the workflows that ran
+        lately. The legacy contract has neither, and then the hint only says where names are.
+        """
+
+        def emulator_names(response: httpx.Response) -> list[str]:
+            body = _json_or_none(response)
+            names = body.get("workflows") if isinstance(body, dict) else None
+            return [str(name) for name in names] if isinstance(names, list) else []
+
+        lookups: list[Call[list[str]]] = []
+        if is_loopback_host(httpx.URL(self.config.base_url).host):
+            emulator = self._request("GET", "/_emulator")
+            lookups.append(Call(emulator, emulator_names, action="list the emulator's workflows"))
+        runs = self.list_workflow_runs(limit=MAX_LIST_LIMIT)
+
+        def run_names(response: httpx.Response) -> list[str]:
+            return sorted({str(run.workflow_name) for run in runs.parse(response).data if run.workflow_name})
+
+        lookups.append(Call(runs.request, run_names, action=runs.action))
+        return lookups
+
+    def add_workflow_name_hint(self, error: NotFoundError, workflow_name: str, known: Iterable[str] | None) -> None:
+        """Extend a ``workflow_not_found`` error with where names are and, if ``known`` has one, the closest.
+
+        ``known`` is what :meth:`workflow_name_lookups` found (``None``: nothing could be read).
+        """
+        names = sorted(set(known or ()))
+        close = difflib.get_close_matches(workflow_name, names, n=1, cutoff=0.6)
+        if not close:  # letter case and spacing: "Quarterly Privacy Sweep" for "quarterly-privacy-sweep"
+            folded = {_fold_name(name): name for name in names}
+            close = [folded[key] for key in difflib.get_close_matches(_fold_name(workflow_name), list(folded), n=1)]
+        hint = f"Did you mean '{close[0]}'? " if close else ""
+        if is_loopback_host(httpx.URL(self.config.base_url).host) and names:
+            shown = ", ".join(f"'{name}'" for name in names[:12]) + (", ..." if len(names) > 12 else "")
+            hint += (
+                f"This emulator's workflows: {shown} (GET {self.config.base_url}/_emulator lists them; add one "
+                "with add_workflow() or a --config file)."
+            )
+        else:
+            hint += (
+                "Workflow names are on the Coverbase dashboard; use the exact name, which the run URL "
+                "path carries as one segment."
+            )
+        head, bracket, where = error.message.rpartition(" [HTTP ")
+        if not bracket:
+            head, where = error.message, ""
+        error.message = f"{head}. {hint}" + (f" [HTTP {where}" if bracket else "")
+        error.args = (error.message,)
+
     # ---- response handling ---------------------------------------------------------------
 
     def finish(self, call: Call[T], outcome: httpx.Response | httpx.TransportError, attempt: int) -> T | Call[T]:
@@ -477,6 +560,18 @@ class ClientCore:
                 method=call.method,
                 path=call.path,
             )
+        if self.config.base_url.startswith("https://") and _plain_http_answer(error):
+            plain = "http://" + self.config.base_url.removeprefix("https://")
+            wrong_scheme = CoverbaseConnectionError(
+                f"could not reach Coverbase at {self.config.base_url} to {call.action}: the server answered "
+                f"in plain HTTP, not TLS ({kind} on {call.method} {call.path}: {error}). The base URL says "
+                f"https:// but the server at that address speaks http: if it is the emulator or another "
+                f"local test server, use {plain}; otherwise check the host and port. Not retried",
+                method=call.method,
+                path=call.path,
+            )
+            wrong_scheme.retryable = False  # the same answer every time: a setting to fix, not a blip
+            return wrong_scheme
         return CoverbaseConnectionError(
             f"could not reach Coverbase at {self.config.base_url} to {call.action} "
             f"({kind} on {call.method} {call.path}: {error})",
@@ -518,6 +613,12 @@ class ClientCore:
                 f"If it should have one, check the base URL ({self.config.base_url}; called {call.request.url})"
             )
         if status == 401:
+            if self.config.source:
+                return (
+                    f"Coverbase rejected the API key{said}. Check the API key (password field) of "
+                    f"{self.config.source}: it is invalid, expired or revoked, or is a key of another "
+                    f"environment than {self.config.base_url}"
+                )
             return (
                 f"Coverbase rejected the API key{said}. Check the connection's API key: it is invalid, "
                 "expired or revoked"

@@ -21,7 +21,7 @@ from airflow_provider_coverbase.client._config import (
 )
 from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
 from airflow_provider_coverbase.client._http import connection_limits, shared_ssl_context
-from airflow_provider_coverbase.exceptions import CoverbaseError
+from airflow_provider_coverbase.exceptions import CoverbaseError, NotFoundError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
 __all__ = ["CoverbaseClient"]
@@ -30,13 +30,11 @@ T = TypeVar("T")
 
 
 class CoverbaseClient:
-    """Synchronous client for the Coverbase Workflows API.
+    """Synchronous client for the Coverbase Workflows API::
 
-    ```python
-    with CoverbaseClient(api_key) as client:
-        run = client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
-        run = client.get_workflow_run(run.workflow_run_id)
-    ```
+        with CoverbaseClient(api_key) as client:
+            run = client.run_workflow("quarterly-privacy-sweep", {"quarter": "2026-Q4"})
+            run = client.get_workflow_run(run.workflow_run_id)
 
     Every run-starting call sends an ``Idempotency-Key`` (yours, or one made once per call and
     reused by each of its retries), so a retry never starts a second run. Connection errors,
@@ -200,8 +198,31 @@ class CoverbaseClient:
         *,
         idempotency_key: str | None = None,
     ) -> WorkflowRun:
-        """Start the workflow called ``workflow_name`` with ``input``; return the new run."""
-        return self._execute(self._core.run_workflow(workflow_name, input, idempotency_key))
+        """Start the workflow called ``workflow_name`` with ``input``; return the new run.
+
+        An unknown name's error (``404 workflow_not_found``) says where names are and offers the
+        closest known one, read as :meth:`ClientCore.workflow_name_lookups` says.
+        """
+        call = self._core.run_workflow(workflow_name, input, idempotency_key)
+        try:
+            return self._execute(call)
+        except NotFoundError as error:
+            if error.code == "workflow_not_found":
+                self._core.add_workflow_name_hint(error, workflow_name, self._known_workflow_names())
+            raise
+
+    def _known_workflow_names(self) -> list[str] | None:
+        """Workflow names for a typo's hint: one attempt per lookup, any failure is no answer."""
+        for lookup in self._core.workflow_name_lookups():
+            self._wait_for_budget(after_pause=True)
+            try:
+                response = self._send(lookup.request)
+                names = self._core.finish(lookup, response, 1)
+            except (CoverbaseError, httpx.TransportError):
+                continue
+            if isinstance(names, list) and names:
+                return names
+        return None
 
     def run_workflow_definition(
         self,

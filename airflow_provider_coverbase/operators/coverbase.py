@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import jinja2
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
@@ -51,7 +52,7 @@ from airflow_provider_coverbase.waiting.reattach import (
     chain_of,
     derive_idempotency_key,
 )
-from airflow_provider_coverbase.waiting.schedule import next_pause, positive_seconds, resolve_max_poll_interval
+from airflow_provider_coverbase.waiting.schedule import next_pause, resolve_max_poll_interval
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -77,8 +78,16 @@ def _as_airflow_errors() -> Iterator[None]:
         raise airflow_error(exc) from exc
 
 
-def _seconds(value: timedelta | float | int, name: str) -> float:
-    return positive_seconds(value.total_seconds() if isinstance(value, timedelta) else value, name)
+def _seconds(value: timedelta | float | int, name: str, task_id: str) -> float:
+    """``value`` in seconds; a zero or negative duration fails naming the task and the seconds it comes to."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        given = f"timedelta(seconds={seconds:g})" if isinstance(value, timedelta) else f"{value!r}"
+        raise ValueError(
+            f"{task_id}: {name} must be positive, got {given}. Pass a timedelta such as "
+            f"timedelta(hours=24) or a number of seconds > 0"
+        )
+    return seconds
 
 
 class CoverbaseRunWorkflowOperator(BaseOperator):
@@ -144,17 +153,41 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         self.workflow_name = workflow_name
         self.workflow_definition_id = workflow_definition_id
         self.input = input
+        #: The input as given, when a template string: shown when it renders to nothing usable.
+        self._input_template = input if isinstance(input, str) else None
         self.idempotency_key = idempotency_key
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
-        self.poll_interval = _seconds(poll_interval, "poll_interval")
-        self.max_poll_interval = resolve_max_poll_interval(
-            self.poll_interval, None if max_poll_interval is None else _seconds(max_poll_interval, "max_poll_interval")
-        )
-        self.timeout = _seconds(timeout, "timeout")
+        self.poll_interval = _seconds(poll_interval, "poll_interval", self.task_id)
+        longest = None if max_poll_interval is None else _seconds(max_poll_interval, "max_poll_interval", self.task_id)
+        self.max_poll_interval = resolve_max_poll_interval(self.poll_interval, longest)
+        self.timeout = _seconds(timeout, "timeout", self.task_id)
         self.coverbase_conn_id = coverbase_conn_id
 
     # ---- input -----------------------------------------------------------------------------
+
+    def render_template(
+        self,
+        content: Any,
+        context: Any,
+        jinja_env: jinja2.Environment | None = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """Airflow's rendering, with what to add when ``QUARTER`` is used without its filter.
+
+        Jinja alone says only "No filter named 'quarter_label'"; the fix is one argument of the DAG.
+        """
+        try:
+            return super().render_template(content, context, jinja_env, seen_oids)
+        except jinja2.TemplateAssertionError as exc:
+            if "quarter_label" not in str(exc):
+                raise
+            raise AirflowFailException(
+                f"{self.task_id}: the template uses the quarter_label filter (QUARTER from "
+                "airflow_provider_coverbase.macros), which this DAG does not register. Add "
+                "user_defined_filters=FILTERS to the DAG (from airflow_provider_coverbase.macros import "
+                f"FILTERS; merge it with your own filters if you have some). Jinja said: {exc}"
+            ) from None
 
     def _workflow_ref(self) -> str:
         if self.workflow_name is not None:
@@ -169,18 +202,33 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         request instead of silently starting the workflow without input.
         """
         value: Any = self.input
+        template = f" from the template {self._input_template[:120]!r}" if self._input_template else ""
+        if value is None and self._input_template is not None:
+            # Native rendering (render_template_as_native_obj=True) of e.g. an XCom never pushed.
+            raise AirflowFailException(
+                f"{self.task_id}: the input rendered to None{template} (an XCom that was never pushed, or a "
+                "param or variable without a value?). Make the template produce a JSON object, or pass "
+                "input=None for no input; nothing was sent to Coverbase"
+            )
         if isinstance(value, str):
             if not value.strip():
                 raise AirflowFailException(
-                    f"{self.task_id}: the input rendered to {value[:50]!r}, an empty string. Pass a dict, a JSON "
-                    "object string or a .json template, or input=None for no input; nothing was sent to Coverbase"
+                    f"{self.task_id}: the input rendered to {value[:50]!r}, an empty string{template}. Pass a "
+                    "dict, a JSON object string or a .json template, or input=None for no input; nothing was "
+                    "sent to Coverbase"
+                )
+            if value.strip() in ("None", "null"):
+                raise AirflowFailException(
+                    f"{self.task_id}: the input rendered to {value.strip()!r}{template}: the template's value was "
+                    "None (an XCom that was never pushed, or a param or variable without a value?). Make it "
+                    "produce a JSON object, or pass input=None for no input; nothing was sent to Coverbase"
                 )
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise AirflowFailException(
                     f"{self.task_id}: the rendered input is a string but not JSON ({exc.msg} at "
-                    f"line {exc.lineno} column {exc.colno}); pass a dict or a .json template"
+                    f"line {exc.lineno} column {exc.colno}): {value[:200]!r}{template}; pass a dict or a .json template"
                 ) from None
         try:
             return check_json_object(value)

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"API key ({org.name or org.org_id}): {org.api_key}" for org in config.orgs[1:]]
     lines += [
         f"export AIRFLOW_CONN_COVERBASE_DEFAULT={shlex.quote(conn)}",
+        "  (paste it into the shell that runs airflow; Admin > Connections does not list connections from the "
+        "environment, only those in Airflow's database: `airflow connections add` puts one there)",
         f"Admin API: {base_url}/_emulator (faults, clock, requests, reset, webhooks: redeliver, signing, "
         "hold, release); workflows: " + ", ".join(sorted(w.name for w in config.workflows)),
     ]

@@ -52,11 +52,13 @@ def test_cli_prints_url_key_and_connection(config_file: Path) -> None:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(5)]
+        lines = [process.stdout.readline() for _ in range(6)]
         base_url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("Base URL:"))
         api_key = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("API key:"))
         conn_line = next(line for line in lines if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="))
         conn = json.loads(conn_line.split("=", 1)[1].strip().strip("'"))
+        # Said where the user pastes it: an environment connection is not listed in Admin > Connections.
+        assert lines[lines.index(conn_line) + 1].startswith("  (paste it into the shell that runs airflow; Admin >")
         assert base_url.startswith("http://127.0.0.1:")
         assert api_key.startswith("ak_test_")
         assert conn == {

@@ -301,7 +301,7 @@ def test_a_batch_of_webhooks_in_one_dag_run_is_reported_run_by_run(stack: Stack)
     The scheduler is down while four completions are delivered (newest first). Airflow 3.3 queues the
     DAG at the first event and gives the run it creates only the events up to that moment; the three
     later ones wait for the next event and come in one DAG run with it. Here the next event is one
-    created by hand through Airflow's REST API, as the README suggests to hand waiting events over;
+    created by hand through Airflow's REST API, as the webhooks docs page suggests to hand waiting events over;
     the DAG leaves it out.
     """
     emu = stack.emulator
