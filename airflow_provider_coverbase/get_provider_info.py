@@ -24,6 +24,8 @@ from airflow_provider_coverbase.defaults import (
     DEFAULT_RETRY_MAX_DELAY,
     DEFAULT_TIMEOUT,
     DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE,
+    MAX_WEBHOOK_TIMESTAMP_TOLERANCE,
+    MIN_WEBHOOK_SECRET_LENGTH,
 )
 
 _MODULE = "airflow_provider_coverbase"
@@ -100,16 +102,18 @@ def _conn_fields() -> dict[str, Any]:
         # A sensitive name ("secret"): Airflow masks it in logs and redacts it in the API, like the key.
         "webhook_secret": {
             "label": "Webhook signing secret",
-            "description": "The secret registered with the Coverbase webhook; deliveries to "
-            "/coverbase/webhooks/<conn id> are refused without it.",
-            "schema": {"type": ["string", "null"], "format": "password"},
+            "description": "The secret registered with the Coverbase webhook, at least "
+            f"{MIN_WEBHOOK_SECRET_LENGTH} characters; deliveries to /coverbase/webhooks/<conn id> "
+            "are refused without it.",
+            "schema": {"type": ["string", "null"], "format": "password", "minLength": MIN_WEBHOOK_SECRET_LENGTH},
         },
         "webhook_timestamp_tolerance": _field(
             "Webhook timestamp tolerance (s)",
-            "How far Coverbase-Timestamp may be from now, either way.",
+            "How far a delivery's signed time may be from now, either way (at most 7 days).",
             DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE,
             type=number,
             minimum=1,
+            maximum=MAX_WEBHOOK_TIMESTAMP_TOLERANCE,
         ),
     }
 

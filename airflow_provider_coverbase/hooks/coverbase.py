@@ -47,6 +47,8 @@ from airflow_provider_coverbase.defaults import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
     DEFAULT_TIMEOUT,
+    MAX_WEBHOOK_TIMESTAMP_TOLERANCE,
+    MIN_WEBHOOK_SECRET_LENGTH,
 )
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
@@ -84,7 +86,20 @@ class _Extras(BaseModel):
     max_requests_per_second: float = Field(default=DEFAULT_MAX_REQUESTS_PER_SECOND, ge=0)
     #: The webhook's signing secret (sensitive name: Airflow masks and redacts it like a password).
     webhook_secret: str | None = None
-    webhook_timestamp_tolerance: float = Field(default=DEFAULT_TIMESTAMP_TOLERANCE, gt=0)
+    webhook_timestamp_tolerance: float = Field(
+        default=DEFAULT_TIMESTAMP_TOLERANCE, gt=0, le=MAX_WEBHOOK_TIMESTAMP_TOLERANCE
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        # The length only, never the value, goes into the message.
+        if value and len(value) < MIN_WEBHOOK_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters (this one has {len(value)}; "
+                "Coverbase refuses shorter secrets): use the secret registered with the webhook"
+            )
+        return value
 
     @field_validator("dashboard_run_path")
     @classmethod
