@@ -94,7 +94,7 @@ class RequestBudget:
                 return False
             if self._interval:
                 slot = max(self._next, now - self._tolerance)
-                if slot > now:
+                if slot - now > 1e-9:  # not a rounding error of the booked intervals
                     return False
                 self._next = slot + self._interval
             return True
