@@ -295,7 +295,9 @@ async def receive_webhook(coverbase_conn_id: str, request: Request) -> JSONRespo
     try:
         body = await _read_body(request, MAX_BODY_BYTES)
     except WebhookError as exc:
-        return _answer(exc.http_status, detail=str(exc))
+        # The rest of the body was not read: close the connection rather than keep it alive, or a
+        # client that never finishes its body holds it until the server's keep-alive timeout.
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers={"Connection": "close"})
     started = _clock()
     settings = await run_in_threadpool(_webhook_settings, coverbase_conn_id)
     if settings is None or settings.secret is None:

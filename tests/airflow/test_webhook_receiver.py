@@ -586,4 +586,5 @@ async def test_a_half_sent_body_is_answered_408(monkeypatch: pytest.MonkeyPatch)
     scope = {"type": "http", "method": "POST", "path": URL, "headers": [(b"content-length", b"100")]}
     answer = await receiver.receive_webhook(CONN, Request(scope, receive_message))
     assert answer.status_code == 408
+    assert answer.headers["connection"] == "close"  # not kept alive: the server closes it at once
     assert json.loads(bytes(answer.body)) == {"detail": "the body did not arrive within 0.05 s"}
