@@ -140,7 +140,9 @@ class Stack:
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
 
     def wait_for_api_server(self) -> None:
-        wait_for("the API server", lambda: httpx.get(f"{self.base}/api/v2/monitor/health", timeout=2).is_success)
+        # Two workers on a busy 2-core machine took 50 s to start: be patient.
+        healthy = lambda: httpx.get(f"{self.base}/api/v2/monitor/health", timeout=2).is_success  # noqa: E731
+        wait_for("the API server", healthy, timeout=180)
 
     def api(self, path: str, **params: Any) -> Any:
         def get() -> Any:
