@@ -182,8 +182,10 @@ def verify_signature(
     :param timestamp: The ``Coverbase-Timestamp`` header value, or ``None`` (legacy and V2 send none).
     :param tolerance: Seconds the timestamp may be off, into the past or the future.
     :param now: Current Unix time (tests inject it); defaults to ``time.time()``.
-    :raises WebhookSignatureError: missing header, empty secret, or no match.
+    :raises WebhookSignatureError: missing header, empty secret or one shorter than
+        :data:`MIN_SECRET_LENGTH`, or no match.
     :raises WebhookStaleError: a timestamp outside the tolerance, or not a number.
+    :raises ValueError: ``tolerance`` is not in (0, :data:`MAX_TIMESTAMP_TOLERANCE`] (a setup error).
     """
     if not secret:
         raise WebhookSignatureError("no webhook secret is configured: every delivery is refused")
