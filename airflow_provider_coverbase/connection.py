@@ -43,6 +43,8 @@ from airflow_provider_coverbase.defaults import (
     DEFAULT_RETRY_MAX_DELAY,
     DEFAULT_TIMEOUT,
     DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE,
+    MAX_WEBHOOK_TIMESTAMP_TOLERANCE,
+    MIN_WEBHOOK_SECRET_LENGTH,
 )
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError
 
@@ -125,16 +127,28 @@ class ConnectionExtras(BaseModel):
     webhook_secret: str | None = Field(
         default=None,
         title="Webhook signing secret",
-        description="The secret registered with the Coverbase webhook; deliveries to "
-        "/coverbase/webhooks/{conn_id} are refused without it.",
-        json_schema_extra={"format": "password"},
+        description=f"The secret registered with the Coverbase webhook, at least {MIN_WEBHOOK_SECRET_LENGTH} "
+        "characters; deliveries to /coverbase/webhooks/{conn_id} are refused without it.",
+        json_schema_extra={"format": "password", "minLength": MIN_WEBHOOK_SECRET_LENGTH},
     )
     webhook_timestamp_tolerance: float = Field(
         default=DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE,
         gt=0,
+        le=MAX_WEBHOOK_TIMESTAMP_TOLERANCE,
         title="Webhook timestamp tolerance (s)",
-        description="How far Coverbase-Timestamp may be from now, either way.",
+        description="How far a delivery's signed time may be from now, either way (at most 7 days).",
     )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        # The length only, never the value, goes into the message.
+        if value and len(value) < MIN_WEBHOOK_SECRET_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters (this one has {len(value)}; "
+                "Coverbase refuses shorter secrets): use the secret registered with the webhook"
+            )
+        return value
 
     @field_validator("dashboard_run_path")
     @classmethod
@@ -188,7 +202,7 @@ def _form_schema(prop: Mapping[str, Any]) -> dict[str, Any]:
     types = [b["type"] for b in branches]
     schema: dict[str, Any] = {"type": [*types, "null"] if "null" not in types else types}
     for branch in (prop, *branches):
-        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format"):
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format", "minLength"):
             if key in branch:
                 schema[key] = branch[key]
     # Airflow's form enforces minimum/maximum only: an exclusive bound is also given as the inclusive one.

@@ -22,6 +22,8 @@ __all__ = [
     "DEFAULT_RETRY_MAX_DELAY",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE",
+    "MAX_WEBHOOK_TIMESTAMP_TOLERANCE",
+    "MIN_WEBHOOK_SECRET_LENGTH",
 ]
 
 DEFAULT_BASE_URL = "https://api.coverbase.app"
@@ -39,6 +41,11 @@ DEFAULT_RETRY_INITIAL_DELAY = 0.5
 DEFAULT_RETRY_MAX_DELAY = 10.0
 #: How far a webhook's Coverbase-Timestamp may be from now, either way, in seconds (Coverbase suggests 5 min).
 DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE = 300.0
+#: The largest tolerance a connection may set: 7 days. The receiver keeps its dedupe records 30 days,
+#: more than twice this, so a delivery is never acceptable again after its record is gone.
+MAX_WEBHOOK_TIMESTAMP_TOLERANCE = 7 * 24 * 3600.0
+#: The shortest webhook secret accepted: Coverbase itself refuses to register a shorter one.
+MIN_WEBHOOK_SECRET_LENGTH = 16
 #: Requests per second one process sends through one connection (all its triggers together).
 #: Coverbase documents no rate limit; 25/s, paced one by one with 5% headroom (no burst, see
 #: RequestBudget), keeps every 1-second window at or under 25 requests, and is far above what

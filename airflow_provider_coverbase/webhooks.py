@@ -20,6 +20,17 @@ What Coverbase sends (API reference §7):
   ``occurred_at``. When present it must be within ``tolerance`` of now (default 5 minutes, both
   directions) and must match ``occurred_at``, so an old signed body cannot be replayed with a fresh
   header. V3 re-stamps both on every retry, so genuine retries pass.
+- **Freshness never depends on the header alone**: the header is not signed, so a replay could simply
+  leave it out. Without it, the signed ``occurred_at`` must be within the same tolerance, and a body
+  with no ``occurred_at`` at all is refused. ``WorkflowRun.*`` events exist only in the current (V3)
+  API, which always sends the header, so one of those without it is refused outright. A delivery is
+  therefore acceptable only within ``tolerance`` of its signed time, which bounds how long a
+  receiver must remember event ids (:data:`MAX_TIMESTAMP_TOLERANCE` caps the tolerance).
+- **What can be stored**: ids (``event_id``, ``workflow_run_id``) are 1-250 characters of
+  ``A-Z a-z 0-9 _ . : ~ -``, so they are safe in a URL path, a log line and a database column; the
+  JSON has no ``NaN``/``Infinity``, no number beyond float range, no text that is not valid Unicode
+  (lone surrogates) or holds NUL, and no nesting deeper than the parser allows. A signed body that
+  breaks one of these rules can never be stored, so it is a 400 (which Coverbase does not retry).
 - Two envelopes: the legacy one (five keys, a top-level ``workflow_run_id``, dot-notation
   ``workflow.checkpoint|completed|failed``, rich ``data`` with ``workflow_name``, ``checkpoint``,
   ``status``, ``output``) and the V1+ one (exactly four keys, PascalCase ``WorkflowRun.Completed|Failed``,
@@ -38,6 +49,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -45,14 +57,23 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from airflow_provider_coverbase.defaults import DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE
+from airflow_provider_coverbase.defaults import (
+    DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE,
+    MAX_WEBHOOK_TIMESTAMP_TOLERANCE,
+    MIN_WEBHOOK_SECRET_LENGTH,
+)
 from airflow_provider_coverbase.exceptions import CoverbaseError
 
 __all__ = [
     "DEFAULT_TIMESTAMP_TOLERANCE",
     "EXTRA_KEYS",
     "MAX_BODY_BYTES",
+    "MAX_ID_LENGTH",
     "MAX_OUTPUT_BYTES",
+    "MAX_OUTPUT_DEPTH",
+    "MAX_TEXT_LENGTH",
+    "MAX_TIMESTAMP_TOLERANCE",
+    "MIN_SECRET_LENGTH",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "AssetEventLike",
@@ -66,6 +87,8 @@ __all__ = [
     "WebhookStaleError",
     "asset_event_extra",
     "check_body_size",
+    "check_freshness",
+    "check_id",
     "parse_event",
     "receive",
     "run_event_from_extra",
@@ -80,6 +103,17 @@ TIMESTAMP_HEADER = "Coverbase-Timestamp"
 MAX_BODY_BYTES = 256 * 1024
 #: Seconds a ``Coverbase-Timestamp`` may differ from now, either way ("five minutes is typical").
 DEFAULT_TIMESTAMP_TOLERANCE = DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE
+#: The largest tolerance accepted (7 days): dedupe records must outlive twice the tolerance.
+MAX_TIMESTAMP_TOLERANCE = MAX_WEBHOOK_TIMESTAMP_TOLERANCE
+#: The shortest secret accepted (Coverbase refuses to register a shorter one).
+MIN_SECRET_LENGTH = MIN_WEBHOOK_SECRET_LENGTH
+#: Longest ``event_id``/``workflow_run_id`` accepted (the receiver's dedupe columns hold 250).
+MAX_ID_LENGTH = 250
+#: Longest ``data.status`` accepted: a status is one word.
+MAX_TEXT_LENGTH = 250
+_ID = re.compile(r"[A-Za-z0-9_.:~-]+", re.ASCII)
+#: Event types only the current (V3) API sends, and always with ``Coverbase-Timestamp``.
+_TIMESTAMPED_TYPES = frozenset({"WorkflowRun.Completed", "WorkflowRun.Failed"})
 
 EventKind = Literal["checkpoint", "completed", "failed", "other"]
 
@@ -157,11 +191,18 @@ def verify_signature(
     :param timestamp: The ``Coverbase-Timestamp`` header value, or ``None`` (legacy and V2 send none).
     :param tolerance: Seconds the timestamp may be off, into the past or the future.
     :param now: Current Unix time (tests inject it); defaults to ``time.time()``.
-    :raises WebhookSignatureError: missing header, empty secret, or no match.
+    :raises WebhookSignatureError: missing header, empty secret or one shorter than
+        :data:`MIN_SECRET_LENGTH`, or no match.
     :raises WebhookStaleError: a timestamp outside the tolerance, or not a number.
+    :raises ValueError: ``tolerance`` is not in (0, :data:`MAX_TIMESTAMP_TOLERANCE`] (a setup error).
     """
     if not secret:
         raise WebhookSignatureError("no webhook secret is configured: every delivery is refused")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise WebhookSignatureError(
+            f"the webhook secret is shorter than {MIN_SECRET_LENGTH} characters: every delivery is refused"
+        )
+    _check_tolerance(tolerance)
     if not signature:
         raise WebhookSignatureError(f"the {SIGNATURE_HEADER} header is missing")
     given = signature.strip().lower().removeprefix("sha256=").encode("utf-8", "replace")
@@ -172,6 +213,11 @@ def verify_signature(
         _check_timestamp(timestamp, tolerance, time.time() if now is None else now)
 
 
+def _check_tolerance(tolerance: float) -> None:
+    if not (0 < tolerance <= MAX_TIMESTAMP_TOLERANCE):
+        raise ValueError(f"the timestamp tolerance must be > 0 and <= {MAX_TIMESTAMP_TOLERANCE:.0f} s, got {tolerance}")
+
+
 def _check_timestamp(timestamp: str, tolerance: float, now: float) -> float:
     try:
         sent = float(timestamp.strip())
@@ -179,6 +225,11 @@ def _check_timestamp(timestamp: str, tolerance: float, now: float) -> float:
         raise WebhookStaleError(f"the {TIMESTAMP_HEADER} header is not Unix seconds") from None
     if not math.isfinite(sent):
         raise WebhookStaleError(f"the {TIMESTAMP_HEADER} header is not Unix seconds")
+    _check_skew(sent, tolerance, now)
+    return sent
+
+
+def _check_skew(sent: float, tolerance: float, now: float) -> None:
     skew = now - sent
     if skew > tolerance:
         raise WebhookStaleError(f"stale delivery: sent {skew:.0f} s ago, over the {tolerance:.0f} s tolerance")
@@ -186,7 +237,53 @@ def _check_timestamp(timestamp: str, tolerance: float, now: float) -> float:
         raise WebhookStaleError(
             f"delivery timestamped {-skew:.0f} s in the future, over the {tolerance:.0f} s tolerance (check the clocks)"
         )
-    return sent
+
+
+def check_freshness(
+    event: CoverbaseWebhookEvent,
+    timestamp: str | None,
+    *,
+    tolerance: float = DEFAULT_TIMESTAMP_TOLERANCE,
+    now: float | None = None,
+) -> None:
+    """Refuse a delivery whose signed time is not within ``tolerance`` of now.
+
+    ``timestamp`` is the ``Coverbase-Timestamp`` header (already checked against now by
+    :func:`verify_signature`); it must equal the signed ``occurred_at``. Without it, the signed
+    ``occurred_at`` itself is checked, since leaving the unsigned header out must not switch the
+    check off. A ``WorkflowRun.*`` event (sent only by the current API, always with the header)
+    without the header is refused, and so is a body with no ``occurred_at`` and no header.
+
+    :raises WebhookStaleError: (401) stale, future, mismatched or timeless.
+    """
+    _check_tolerance(tolerance)
+    sent = event.occurred_at
+    if timestamp is not None:
+        stamped = _check_timestamp(timestamp, tolerance, time.time() if now is None else now)
+        if sent is not None and abs(stamped - sent.timestamp()) >= 1:
+            raise WebhookStaleError(f"the {TIMESTAMP_HEADER} header differs from the signed 'occurred_at'")
+        return
+    if event.event_type in _TIMESTAMPED_TYPES:
+        raise WebhookStaleError(
+            f"a '{event.event_type}' delivery comes from the current API, which always sends {TIMESTAMP_HEADER}; "
+            "this one has none"
+        )
+    if sent is None:
+        raise WebhookStaleError(f"the delivery has neither a {TIMESTAMP_HEADER} header nor a signed 'occurred_at'")
+    _check_skew(sent.timestamp(), tolerance, time.time() if now is None else now)
+
+
+def check_id(value: str, what: str) -> str:
+    """Return ``value`` if it is a usable Coverbase id, else raise :class:`WebhookMalformedError` (400).
+
+    1-:data:`MAX_ID_LENGTH` characters of ``A-Z a-z 0-9 _ . : ~ -``: safe as a URL path segment,
+    in a log line (no CR/LF) and in the receiver's database columns, on every database.
+    """
+    if len(value) > MAX_ID_LENGTH:
+        raise WebhookMalformedError(f"'{what}' is {len(value)} characters long; ids have at most {MAX_ID_LENGTH}")
+    if not _ID.fullmatch(value):
+        raise WebhookMalformedError(f"'{what}' may hold only letters, digits and '_.:~-'")
+    return value
 
 
 # -------------------------------------------------------------------------------------- parsing
@@ -230,25 +327,62 @@ def _opt_str(data: Mapping[str, Any], key: str, where: str) -> str | None:
     return value
 
 
+def _non_finite(name: str) -> Any:
+    raise WebhookMalformedError(f"the webhook body holds {name}, which JSON does not allow and no database stores")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise WebhookMalformedError(f"the webhook body holds the number {text[:40]}, beyond the range of a float")
+    return value
+
+
+def _loads(body: bytes | str) -> Any:
+    """``json.loads`` that refuses what no database can store: non-finite numbers, too-deep nesting."""
+    try:
+        return json.loads(body, parse_constant=_non_finite, parse_float=_finite_float)
+    except RecursionError:
+        raise WebhookMalformedError("the webhook body's JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookMalformedError("the webhook body is not JSON") from None
+
+
+def _check_text(value: Any) -> None:
+    """Refuse text no database stores as sent: NUL characters and lone surrogates (invalid Unicode)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise WebhookMalformedError("the webhook body holds a NUL character (\\u0000)")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise WebhookMalformedError("the webhook body holds text that is not valid Unicode") from None
+
+
 def parse_event(body: bytes | str | Mapping[str, Any]) -> CoverbaseWebhookEvent:
     """Parse an envelope of either dialect. Call it only on a body whose signature was verified.
 
     :raises WebhookMalformedError: not a JSON object, no ``event_id``/``event_type``, mistyped fields,
-        or a workflow event without a ``workflow_run_id`` (or a checkpoint event without its name).
+        a workflow event without a ``workflow_run_id`` (or a checkpoint event without its name), or
+        content no database can store (see the module docstring): every one of them is final.
     """
-    if isinstance(body, Mapping):
-        envelope: Any = dict(body)
-    else:
-        try:
-            envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise WebhookMalformedError("the webhook body is not JSON") from None
+    envelope: Any = dict(body) if isinstance(body, Mapping) else _loads(body)
     if not isinstance(envelope, dict):
         raise WebhookMalformedError("the webhook body is not a JSON object")
+    _check_text(envelope)
     event_id = _opt_str(envelope, "event_id", "")
     event_type = _opt_str(envelope, "event_type", "")
     if event_id is None or event_type is None:
         raise WebhookMalformedError("the webhook body has no 'event_id' or no 'event_type'")
+    check_id(event_id, "event_id")
     data = envelope.get("data", {})
     if data is None:
         data = {}
@@ -257,7 +391,7 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> CoverbaseWebhookEvent:
     occurred_at = envelope.get("occurred_at")
     when: datetime | None = None
     if occurred_at is not None:
-        if isinstance(occurred_at, bool) or not isinstance(occurred_at, int | float) or not math.isfinite(occurred_at):
+        if isinstance(occurred_at, bool) or not isinstance(occurred_at, int | float):
             raise WebhookMalformedError("'occurred_at' must be Unix seconds")
         try:
             when = datetime.fromtimestamp(occurred_at, UTC)
@@ -270,10 +404,13 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> CoverbaseWebhookEvent:
     run_id = _opt_str(envelope, "workflow_run_id", "") or _opt_str(data, "workflow_run_id", "data.")
     if run_id is None:
         raise WebhookMalformedError(f"a '{event_type}' event must carry a 'workflow_run_id'")
+    check_id(run_id, "workflow_run_id")
     checkpoint = _opt_str(data, "checkpoint", "data.")
     if kind == "checkpoint" and checkpoint is None:
         raise WebhookMalformedError("a 'workflow.checkpoint' event must carry 'data.checkpoint'")
     status = _opt_str(data, "status", "data.")
+    if status is not None and len(status) > MAX_TEXT_LENGTH:
+        raise WebhookMalformedError(f"'data.status' is {len(status)} characters long; at most {MAX_TEXT_LENGTH}")
     if status is None and kind in ("completed", "failed"):
         status = kind
     error = data.get("error")
@@ -312,10 +449,10 @@ def receive(
     max_bytes: int = MAX_BODY_BYTES,
     now: float | None = None,
 ) -> CoverbaseWebhookEvent:
-    """Size check, signature and timestamp check, then parse: everything a receiver does before acting.
+    """Size check, signature and timestamp check, parse, freshness: everything a receiver does before acting.
 
-    ``headers`` is any mapping; names are matched case-insensitively. When the timestamp header is
-    present it must also equal the signed ``occurred_at``.
+    ``headers`` is any mapping; names are matched case-insensitively. The delivery's signed time must
+    be within ``tolerance`` of now (see :func:`check_freshness`), whether or not the header was sent.
 
     :raises WebhookError: one of its subclasses; ``exc.http_status`` is the answer to give.
     """
@@ -324,9 +461,7 @@ def receive(
     signature = _header(headers, SIGNATURE_HEADER)
     verify_signature(body, signature, secret, timestamp=timestamp, tolerance=tolerance, now=now)
     event = parse_event(body)
-    sent = event.occurred_at
-    if timestamp is not None and sent is not None and abs(float(timestamp.strip()) - sent.timestamp()) >= 1:
-        raise WebhookStaleError(f"the {TIMESTAMP_HEADER} header differs from the signed 'occurred_at'")
+    check_freshness(event, timestamp, tolerance=tolerance, now=now)
     return event
 
 
@@ -334,6 +469,10 @@ def receive(
 
 #: The workflow output is kept in the asset event's extra only up to this many bytes of JSON.
 MAX_OUTPUT_BYTES = 16 * 1024
+#: ... and only up to this many levels of nesting (``{"a": 1}`` is 1): Airflow's API and UI read
+#: the extra back through pydantic, which refuses JSON nested a few hundred levels deep, so one deep
+#: output would break ``GET /api/v2/assets/events`` for everyone.
+MAX_OUTPUT_DEPTH = 32
 #: The keys of every asset event's extra, whichever path (webhook receiver or pull-path watcher) produced it.
 EXTRA_KEYS = (
     "event_id",
@@ -362,17 +501,14 @@ def asset_event_extra(
     """The asset event's ``extra``: the keys of :data:`EXTRA_KEYS`, JSON values only.
 
     ``occurred_at`` becomes an ISO-8601 string. ``output`` is kept when its JSON is at most
-    :data:`MAX_OUTPUT_BYTES`; otherwise it is ``None`` and ``output_truncated`` is true (read the
-    whole output from the API with the ``workflow_run_id``).
+    :data:`MAX_OUTPUT_BYTES` and :data:`MAX_OUTPUT_DEPTH` levels deep, and is plain JSON (no
+    ``NaN``/``Infinity``, valid Unicode); otherwise it is ``None`` and ``output_truncated`` is true
+    (read the whole output from the API with the ``workflow_run_id``). Every other value is a short
+    string the receiver has already checked, so the extra is always readable back through Airflow.
     """
     truncated = False
-    if output is not None:
-        try:
-            size = len(json.dumps(output, separators=(",", ":"), ensure_ascii=False).encode())
-        except (TypeError, ValueError):
-            size = MAX_OUTPUT_BYTES + 1  # not JSON: cannot be stored
-        if size > MAX_OUTPUT_BYTES:
-            output, truncated = None, True
+    if output is not None and not _storable(output):
+        output, truncated = None, True
     return {
         "event_id": event_id,
         "event_type": event_type,
@@ -472,3 +608,28 @@ def run_events(
             seen.add(event.event_id)
             events.append(event)
     return events, skipped
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests (a scalar is 0, ``[1]`` is 1); iterative, so any depth is safe."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _storable(output: Any) -> bool:
+    if _depth(output) > MAX_OUTPUT_DEPTH:
+        return False
+    try:
+        text = json.dumps(output, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode())
+    except (TypeError, ValueError):  # not JSON, non-finite numbers, lone surrogates
+        return False
+    return size <= MAX_OUTPUT_BYTES and "\\u0000" not in text

@@ -80,6 +80,15 @@ def test_webhook_secret_is_redacted_by_the_api_and_rendered_as_a_password() -> N
     assert json.loads(extra) == {"webhook_secret": "***", "timeout": 30}
 
 
+def test_the_form_asks_for_a_webhook_secret_of_at_least_16_characters() -> None:
+    # Issue 15, item 8: the form accepted a one-character secret without a word.
+    (conn,) = get_provider_info()["connection-types"]
+    field = conn["conn-fields"]["webhook_secret"]
+    assert field["schema"]["minLength"] == 16
+    assert "at least 16 characters" in field["description"]
+    assert conn["conn-fields"]["webhook_timestamp_tolerance"]["schema"]["maximum"] == 7 * 86400
+
+
 def test_the_receiver_plugin_is_registered_by_entry_point() -> None:
     from importlib.metadata import entry_points
 

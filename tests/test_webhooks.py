@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,12 +14,18 @@ import pytest
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.webhooks import (
     MAX_BODY_BYTES,
+    MAX_ID_LENGTH,
+    MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_DEPTH,
+    MAX_TIMESTAMP_TOLERANCE,
+    MIN_SECRET_LENGTH,
     CoverbaseWebhookEvent,
     WebhookBodyTooLargeError,
     WebhookError,
     WebhookMalformedError,
     WebhookSignatureError,
     WebhookStaleError,
+    asset_event_extra,
     parse_event,
     receive,
     sign,
@@ -60,7 +67,7 @@ def headers_for(body: bytes, secret: str = SECRET, timestamp: float | None = NOW
 def test_unicode_vector_from_openssl() -> None:
     assert sign(UNICODE_SECRET, UNICODE_BODY) == UNICODE_SIGNATURE
     verify_signature(UNICODE_BODY, UNICODE_SIGNATURE, UNICODE_SECRET)
-    event = receive(UNICODE_BODY, {"coverbase-signature": UNICODE_SIGNATURE}, UNICODE_SECRET)
+    event = receive(UNICODE_BODY, {"coverbase-signature": UNICODE_SIGNATURE}, UNICODE_SECRET, now=NOW)
     assert event.workflow_name == "Prüfung – 監査"  # noqa: RUF001
 
 
@@ -176,9 +183,59 @@ def test_header_must_match_the_signed_occurred_at() -> None:
         receive(body, headers_for(body, timestamp=NOW), SECRET, now=NOW)
 
 
-def test_no_timestamp_header_means_no_tolerance_check() -> None:
-    body = envelope(occurred_at=1000)  # V2 and legacy: no header, no replay window
-    assert receive(body, headers_for(body, timestamp=None), SECRET, now=NOW).event_id == "cbevt_abc"
+def legacy_body(**overrides: Any) -> bytes:
+    body: dict[str, Any] = {
+        "event_id": "cbevt_legacy",
+        "event_type": "workflow.completed",
+        "occurred_at": int(NOW),
+        "data": {"workflow_run_id": "cbwfr_1", "workflow_name": "w", "status": "completed"},
+        "workflow_run_id": "cbwfr_1",
+    }
+    body.update(overrides)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize("age", [3600, 400 * 86400, -3600])
+def test_without_the_header_the_signed_occurred_at_decides(age: int) -> None:
+    # Issue 15, item 1: an old signed body replayed without its (unsigned) header was accepted.
+    body = legacy_body(occurred_at=int(NOW) - age)
+    with pytest.raises(WebhookStaleError, match=r"stale delivery|in the future") as caught:
+        receive(body, headers_for(body, timestamp=None), SECRET, now=NOW)
+    assert caught.value.http_status == 401
+    fresh = legacy_body(occurred_at=int(NOW) - 299)  # legacy and V2 send no header: their body decides
+    assert receive(fresh, headers_for(fresh, timestamp=None), SECRET, now=NOW).event_id == "cbevt_legacy"
+    if abs(age) < MAX_TIMESTAMP_TOLERANCE:  # the same tolerance as with the header
+        assert receive(body, headers_for(body, timestamp=None), SECRET, tolerance=abs(age) + 1, now=NOW)
+
+
+def test_a_current_api_workflow_event_without_the_header_is_refused() -> None:
+    body = envelope()  # WorkflowRun.Completed, occurred_at = now: fresh, but V3 always sends the header
+    with pytest.raises(WebhookStaleError, match="always sends Coverbase-Timestamp"):
+        receive(body, headers_for(body, timestamp=None), SECRET, now=NOW)
+    assert receive(body, headers_for(body), SECRET, now=NOW).event_id == "cbevt_abc"
+
+
+def test_a_body_without_any_time_is_refused() -> None:
+    body = json.dumps({"event_id": "e", "event_type": "webhook.test", "data": {}}).encode()
+    with pytest.raises(WebhookStaleError, match="neither a Coverbase-Timestamp header nor a signed 'occurred_at'"):
+        receive(body, headers_for(body, timestamp=None), SECRET, now=NOW)
+
+
+def test_the_tolerance_is_bounded_so_dedupe_records_outlive_every_acceptable_replay() -> None:
+    from airflow_provider_coverbase.plugins._store import RETENTION
+
+    assert RETENTION.total_seconds() > 2 * MAX_TIMESTAMP_TOLERANCE
+    body = legacy_body()
+    with pytest.raises(ValueError, match="tolerance"):
+        receive(body, headers_for(body), SECRET, tolerance=MAX_TIMESTAMP_TOLERANCE + 1, now=NOW)
+
+
+def test_a_secret_shorter_than_the_minimum_refuses_everything() -> None:
+    short = "s" * (MIN_SECRET_LENGTH - 1)
+    body = legacy_body()
+    with pytest.raises(WebhookSignatureError, match=f"shorter than {MIN_SECRET_LENGTH} characters") as caught:
+        receive(body, headers_for(body, secret=short), short, now=NOW)
+    assert short not in str(caught.value)
 
 
 # ------------------------------------------------------------------------------------- envelopes
@@ -282,6 +339,8 @@ def test_test_delivery_with_default_payload() -> None:
         (json.dumps({"event_id": "e", "event_type": "x", "occurred_at": "today"}).encode(), "Unix seconds"),
         (json.dumps({"event_id": "e", "event_type": "x", "occurred_at": True}).encode(), "Unix seconds"),
         (json.dumps({"event_id": "e", "event_type": "x", "occurred_at": 1e20}).encode(), "out of range"),
+        # Issue 15, item 3: an integer beyond float range was an OverflowError (500).
+        (b'{"event_id": "e", "event_type": "x", "occurred_at": 1' + b"0" * 400 + b"}", "out of range"),
         (json.dumps({"event_id": "e", "event_type": "WorkflowRun.Failed", "data": {}}).encode(), "workflow_run_id"),
         (
             json.dumps({"event_id": "e", "event_type": "workflow.checkpoint", "workflow_run_id": "r"}).encode(),
@@ -334,3 +393,88 @@ def test_receive_malformed_after_a_valid_signature() -> None:
     body = b'{"event_id": "e"}'
     with pytest.raises(WebhookMalformedError):
         receive(body, headers_for(body, timestamp=None), SECRET, now=NOW)
+
+
+# ------------------------------------------------------------- what can never be stored: 400, not 500
+
+
+def _deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # Issue 15, item 3: a RecursionError (500) before.
+        ('{"event_id":"e","event_type":"x","data":' + _deep(990) + "}", "nested too deeply"),
+        # Issue 15, item 4: NaN/Infinity and float overflow made PostgreSQL refuse the extra (500).
+        ('{"event_id":"e","event_type":"x","data":{"output":NaN}}', "NaN"),
+        ('{"event_id":"e","event_type":"x","data":{"output":[-Infinity]}}', "-Infinity"),
+        ('{"event_id":"e","event_type":"x","data":{"output":1e400}}', "beyond the range of a float"),
+        ('{"event_id":"e","event_type":"x","data":{"note":"a\\u0000b"}}', "NUL"),
+        ('{"event_id":"e","event_type":"x","data":{"note":"\\ud800"}}', "not valid Unicode"),
+    ],
+)
+def test_content_no_database_stores_is_refused(raw: str, message: str) -> None:
+    with pytest.raises(WebhookMalformedError, match=message) as caught:
+        parse_event(raw.encode())
+    assert caught.value.http_status == 400
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        # Issue 15, items 4 and 7: ids over 250 characters (PostgreSQL: 500) and CR/LF (503 when used in a URL).
+        ("event_id", "cbevt_" + "a" * MAX_ID_LENGTH, "at most 250"),
+        ("event_id", "cbevt_1\r\nX-Injected: 1", "only letters, digits"),
+        ("run", "cbwr_1\r\nHost: evil", "only letters, digits"),
+        ("run", "cbwr_1/../../v1/webhooks", "only letters, digits"),
+        ("run", "r" * (MAX_ID_LENGTH + 1), "at most 250"),
+    ],
+)
+def test_ids_are_checked_before_use(where: str, value: str, message: str) -> None:
+    run_id = value if where == "run" else "cbwr_1"
+    event_id = value if where == "event_id" else "cbevt_1"
+    body = envelope(event_id=event_id, data={"event_type": "WorkflowRun.Completed", "workflow_run_id": run_id})
+    with pytest.raises(WebhookMalformedError, match=message) as caught:
+        receive(body, headers_for(body), SECRET, now=NOW)
+    assert caught.value.http_status == 400
+
+
+def test_ids_of_every_shape_coverbase_uses_pass() -> None:
+    shapes = ("cbwr_d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9", "cbwfr_a8f2c19e3d4b5e6f7a8b9c0d1e2f3a4b", "x" * MAX_ID_LENGTH)
+    for run_id in shapes:
+        body = envelope(event_id="cbevt_test_8b3c1a4d", data={"workflow_run_id": run_id})
+        assert parse_event(body).workflow_run_id == run_id
+
+
+def test_an_overlong_status_is_refused() -> None:
+    body = legacy_body(data={"workflow_run_id": "r", "workflow_name": "w", "status": "s" * 251})
+    with pytest.raises(WebhookMalformedError, match=r"'data\.status' is 251 characters long"):
+        parse_event(body)
+
+
+# ------------------------------------------------------------------------- what the extra keeps
+
+
+def _extra(output: Any) -> dict[str, Any]:
+    return asset_event_extra(
+        event_id="e", event_type="workflow.completed", workflow_run_id="r", workflow_name="w", status="completed",
+        output=output,
+    )  # fmt: skip
+
+
+def test_a_deep_output_is_cut_and_the_extra_says_so() -> None:
+    # Issue 15, item 2: an output ~255 levels deep (2 KB) was stored and broke GET /api/v2/assets/events.
+    deep = json.loads(_deep(255))
+    extra = _extra(deep)
+    assert (extra["output"], extra["output_truncated"]) == (None, True)
+    at_limit = json.loads(_deep(MAX_OUTPUT_DEPTH))
+    assert _extra(at_limit) == {**extra, "output": at_limit, "output_truncated": False}
+    assert _extra(json.loads(_deep(MAX_OUTPUT_DEPTH + 1)))["output_truncated"] is True
+
+
+@pytest.mark.parametrize("output", [{"x": "y" * MAX_OUTPUT_BYTES}, {"n": math.nan}, ["\ud800"], {"z": "\x00"}])
+def test_outputs_that_cannot_be_read_back_are_cut(output: Any) -> None:
+    # The pull path reads outputs from the API, whose JSON decoder allows NaN: cut there too.
+    assert (_extra(output)["output"], _extra(output)["output_truncated"]) == (None, True)

@@ -82,6 +82,23 @@ class RequestBudget:
                 slot = paused_until
             return max(0.0, slot - now), self._pauses
 
+    def try_reserve(self) -> bool:
+        """Book a slot only if one is free right now (no pause, within the rate): True if booked.
+
+        For callers that refuse rather than wait (the webhook receiver answers 429): a refusal books
+        nothing, so a flood of refused callers does not push later slots into the future.
+        """
+        with self._lock:
+            now = self._clock()
+            if now < self._paused_until:
+                return False
+            if self._interval:
+                slot = max(self._next, now - self._tolerance)
+                if slot - now > 1e-9:  # not a rounding error of the booked intervals
+                    return False
+                self._next = slot + self._interval
+            return True
+
     def recheck(self, generation: int) -> tuple[float, int]:
         """After waiting for a slot: ``(0, g)`` to send now, or a new wait if a pause began meanwhile."""
         if generation == self._pauses:

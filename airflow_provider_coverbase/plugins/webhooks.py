@@ -8,14 +8,20 @@ asset event (see :mod:`airflow_provider_coverbase.assets` for which asset):
 Delivery                                        Answer
 ==============================================  ===============================================
 body over 256 KB                                413, before reading more than the limit
+body not complete within 10 s                   408 (Coverbase gives an attempt 10 s in all)
 unknown connection, connection without a        401 ``{"detail": "invalid signature"}``: the same
-``webhook_secret``, missing or wrong signature, answer every time, so the endpoint reveals
-stale or future ``Coverbase-Timestamp``         nothing about which connections exist
-signed, but not a Coverbase envelope            400 (Coverbase does not retry 4xx: no retry storm)
+valid ``webhook_secret``, missing or wrong      answer, sent the same time after the body
+signature, stale, future or missing signed      arrived (:data:`UNAUTHORIZED_ANSWER_SECONDS`),
+time                                            so it reveals nothing about which connections
+                                                exist or have a secret
+signed, but not a Coverbase envelope, or        400 saying why (Coverbase does not retry 4xx:
+holding what cannot be stored (bad ids, NaN,    no retry storm for what can never succeed)
+JSON too deep, an asset URI over 1,500 chars)
 an event type that is not a workflow event      200 ``ignored``
-an event already recorded (same ``event_id``)   200 ``duplicate``
+an event already decided (same ``event_id``)    200 ``duplicate``, from the dedupe table alone
 a workflow event                                200 ``created`` (or ``no_asset`` when no DAG uses
-                                                the asset)
+                                                the asset, or ``ignored`` with the reason)
+run reads over the connection's budget          429 with ``Retry-After`` (Coverbase retries it)
 run details unreadable from the API             503, so Coverbase retries the delivery
 ==============================================  ===============================================
 
@@ -27,14 +33,25 @@ confirms that the run really ended that way. Everything else waits until after t
 the scheduler, not this handler, starts the DAG runs. Nothing here logs the secret, the signature or
 the API key.
 
+Replays cost Coverbase nothing: every decided event (asset event created, no asset, run unknown or
+reported otherwise) is recorded in the dedupe table, and a replay is answered from there. Run reads
+are also limited per connection and process (:data:`RUN_READS_PER_SECOND`, bursts of
+:data:`RUN_READ_BURST`), so even deliveries that stay undecided (a run still running) cannot turn
+into a flood of API calls.
+
 Registered through the ``airflow.plugins`` entry point (always loaded) and listed in the provider
 info (which Airflow reads only with ``[core] lazy_discover_providers = False``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -43,8 +60,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_coverbase.assets import asset_for_event, extra_for_event
-from airflow_provider_coverbase.client import CoverbaseClient, RetryPolicy
-from airflow_provider_coverbase.exceptions import CoverbaseError, NotFoundError
+from airflow_provider_coverbase.client import CoverbaseClient, RequestBudget, RetryPolicy
+from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import (
     CoverbaseHook,
     WebhookSettings,
@@ -68,6 +85,22 @@ log = logging.getLogger(__name__)
 URL_PREFIX = "/coverbase"
 #: Seconds allowed for reading a run from the API before answering (Coverbase waits 10 s in all).
 API_READ_TIMEOUT = 4.0
+#: Seconds allowed for the whole body to arrive. Coverbase gives each attempt 10 s in all, so a body
+#: still incomplete by then is no genuine delivery; the connection is answered 408 and closed.
+BODY_READ_TIMEOUT = 10.0
+#: Every 401 is sent this long after the body arrived, whichever check failed (the connection lookup
+#: of an unknown connection takes longer than a signature check): the time of the answer tells
+#: nothing about which connections exist. Far above the lookup's own cost, far below 10 s.
+UNAUTHORIZED_ANSWER_SECONDS = 0.25
+#: Run reads per second, per connection and API-server process, in bursts of :data:`RUN_READ_BURST`.
+RUN_READS_PER_SECOND = 2.0
+RUN_READ_BURST = 20
+
+#: The clock and the sleep of the 401 path (tests inject their own).
+_clock: Callable[[], float] = time.monotonic
+_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+_read_budgets: dict[str, RequestBudget] = {}
+_budgets_lock = threading.Lock()
 
 _UNAUTHORIZED = {"detail": "invalid signature"}
 _KIND_STATUS = {"completed": WorkflowRunStatus.COMPLETED, "failed": WorkflowRunStatus.FAILED}
@@ -77,18 +110,46 @@ def _answer(status_code: int, **body: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status_code)
 
 
+class _BodyTimeoutError(WebhookError):
+    """408: the body did not arrive in time."""
+
+    http_status = 408
+
+
 async def _read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refusing (413) as soon as it is known to be too large."""
+    """The raw body, refusing as soon as it is known to be too large (413) or too slow (408)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
         check_body_size(int(declared), max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        check_body_size(size, max_bytes)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                check_body_size(size, max_bytes)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _BodyTimeoutError(f"the body did not arrive within {BODY_READ_TIMEOUT:g} s") from None
     return b"".join(chunks)
+
+
+async def _unauthorized(started: float) -> JSONResponse:
+    """The one 401 answer, sent :data:`UNAUTHORIZED_ANSWER_SECONDS` after ``started``."""
+    delay = started + UNAUTHORIZED_ANSWER_SECONDS - _clock()
+    if delay > 0:
+        await _sleep(delay)
+    return _answer(401, **_UNAUTHORIZED)
+
+
+def _read_budget(conn_id: str) -> RequestBudget:
+    """The run-read budget of a connection (case variants of its id share it: env lookups ignore case)."""
+    key = conn_id.casefold()
+    with _budgets_lock:
+        budget = _read_budgets.get(key)
+        if budget is None:
+            budget = _read_budgets[key] = RequestBudget(RUN_READS_PER_SECOND, burst=RUN_READ_BURST)
+        return budget
 
 
 def _webhook_settings(conn_id: str) -> WebhookSettings | None:
@@ -167,6 +228,20 @@ def _act(conn_id: str, event: CoverbaseWebhookEvent) -> JSONResponse:
     facts = _RunFacts(event.workflow_name, event.status)
     try:
         if event.workflow_name is None:
+            budget = _read_budget(conn_id)
+            if not budget.try_reserve():
+                log.warning(
+                    "Coverbase webhook %s (%s): over the run-read budget of connection %r; asking for a retry",
+                    event.event_id,
+                    event.event_type,
+                    conn_id,
+                )
+                wait = max(1, math.ceil(1 / budget.rate))
+                return JSONResponse(
+                    {"detail": "too many run reads for this connection; retry later"},
+                    status_code=429,
+                    headers={"Retry-After": str(wait)},
+                )
             facts = _read_run(conn_id, event)
         if not facts.workflow_name:
             raise _Ignore(f"the name of the workflow of run {event.workflow_run_id} is unknown")
@@ -175,11 +250,27 @@ def _act(conn_id: str, event: CoverbaseWebhookEvent) -> JSONResponse:
         return _answer(503, detail=str(exc))
     except _Ignore as exc:
         log.info("Coverbase webhook %s (%s) ignored: %s", event.event_id, event.event_type, exc)
+        try:
+            decided = _store.record_decision(conn_id, event)
+        except _store.UnstorableError as unstorable:
+            return _unstorable(event, str(unstorable))
+        if not decided:  # a concurrent delivery of the same event decided first
+            return _answer(200, status="duplicate", event_id=event.event_id)
         return _answer(200, status="ignored", event_id=event.event_id, reason=str(exc))
-    asset = asset_for_event(event, conn_id, facts.workflow_name)
-    assert asset is not None
+    try:
+        asset = asset_for_event(event, conn_id, facts.workflow_name)
+        if asset is None:  # pragma: no cover - a workflow event with a name always has an asset
+            raise CoverbaseConfigError("no asset")
+        if len(asset.uri) > _store.MAX_ASSET_URI_LENGTH:
+            raise ValueError(f"its asset URI is {len(asset.uri)} characters long")
+    except (ValueError, CoverbaseConfigError) as exc:
+        # Airflow refuses asset names and URIs over 1,500 characters: this event can never be stored.
+        return _unstorable(event, f"the event's asset cannot exist in Airflow ({exc})")
     extra = extra_for_event(event, workflow_name=facts.workflow_name, status=facts.status)
-    outcome = _store.record_event(conn_id, event, asset_name=asset.name, asset_uri=asset.uri, extra=extra)
+    try:
+        outcome = _store.record_event(conn_id, event, asset_name=asset.name, asset_uri=asset.uri, extra=extra)
+    except _store.UnstorableError as exc:
+        return _unstorable(event, str(exc))
     log.info(
         "Coverbase webhook %s (%s, run %s) on %s: %s",
         event.event_id,
@@ -194,20 +285,28 @@ def _act(conn_id: str, event: CoverbaseWebhookEvent) -> JSONResponse:
     return _answer(200, **body)
 
 
+def _unstorable(event: CoverbaseWebhookEvent, reason: str) -> JSONResponse:
+    log.warning("Coverbase webhook %s (%s) refused: %s", event.event_id, event.event_type, reason)
+    return _answer(400, detail=reason, event_id=event.event_id)
+
+
 async def receive_webhook(coverbase_conn_id: str, request: Request) -> JSONResponse:
     """Verify one delivery and turn it into (at most) one asset event."""
     try:
         body = await _read_body(request, MAX_BODY_BYTES)
     except WebhookError as exc:
-        return _answer(exc.http_status, detail=str(exc))
+        # The rest of the body was not read: close the connection rather than keep it alive, or a
+        # client that never finishes its body holds it until the server's keep-alive timeout.
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status, headers={"Connection": "close"})
+    started = _clock()
     settings = await run_in_threadpool(_webhook_settings, coverbase_conn_id)
     if settings is None or settings.secret is None:
-        return _answer(401, **_UNAUTHORIZED)
+        return await _unauthorized(started)
     try:
         event = receive(body, request.headers, settings.secret, tolerance=settings.timestamp_tolerance)
     except WebhookSignatureError as exc:
         log.warning("Coverbase webhook for connection %r refused: %s", coverbase_conn_id, exc)
-        return _answer(401, **_UNAUTHORIZED)
+        return await _unauthorized(started)
     except WebhookError as exc:
         log.warning("Coverbase webhook for connection %r refused: %s", coverbase_conn_id, exc)
         return _answer(exc.http_status, detail=str(exc))

@@ -173,6 +173,25 @@ def test_test_button_reports_a_rejected_key(api_server: ApiServer, emulator: Cov
 
 
 @pytest.mark.e2e
+def test_test_button_refuses_a_short_webhook_secret(api_server: ApiServer, emulator: CoverbaseEmulator) -> None:
+    # Issue 15, item 8: a one-character webhook_secret was accepted.
+    api_server.create(
+        connection_id="coverbase_short_secret",
+        conn_type="coverbase",
+        host=emulator.base_url,
+        password=emulator.api_key,
+        extra=json.dumps({"webhook_secret": "abc"}),
+    )
+    response = api_server.test(ui_test_body(api_server.listed("coverbase_short_secret")))
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] is False
+    assert "must be at least 16 characters (this one has 3;" in result["message"]
+    assert "abc" not in result["message"].replace("coverbase", "")
+
+
+@pytest.mark.e2e
 def test_a_different_host_still_needs_its_own_credentials(api_server: ApiServer, emulator: CoverbaseEmulator) -> None:
     """The plugin removes only ``port: 0``; Airflow's check of the destination stays."""
     skip_without_destination_check()

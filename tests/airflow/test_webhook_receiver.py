@@ -347,3 +347,244 @@ def test_current_envelope_retry_later_when_the_api_cannot_confirm(
     assert time.monotonic() - started < 5
     emu.clear_faults()
     assert post(client, event).json()["status"] == "created"  # Coverbase's retry goes through
+
+
+# ------------------------------------------------------------------ issue 15: the receiver attacked
+
+
+def _reads(emu: CoverbaseEmulator, run_id: str) -> int:
+    return sum(1 for r in emu.requests if r["method"] == "GET" and r["path"].endswith(f"/runs/{run_id}"))
+
+
+def test_an_old_delivery_replayed_without_its_header_is_refused(
+    airflow_db: None, client: TestClient, legacy_conn: CoverbaseEmulator
+) -> None:
+    # Item 1: Coverbase-Timestamp is not signed; leaving it out switched the freshness check off.
+    asset = coverbase_workflow_asset("quarterly-privacy-sweep", conn_id=CONN)
+    add_assets(asset)
+    old = {**legacy(), "occurred_at": int(time.time()) - 3600}
+    answer = post(client, old, timestamp=False)
+    assert (answer.status_code, answer.json()) == (401, {"detail": "invalid signature"})
+    assert old["event_id"] not in {e["event_id"] for e in events_of(asset)}
+    fresh = legacy()
+    assert post(client, fresh, timestamp=False).json()["status"] == "created"  # legacy: no header, body fresh
+
+
+def test_a_deep_output_is_stored_cut_with_a_marker(
+    airflow_db: None, client: TestClient, legacy_conn: CoverbaseEmulator
+) -> None:
+    # Item 2: an output ~255 levels deep (2 KB) was stored whole and broke GET /api/v2/assets/events.
+    from airflow.api_fastapi.core_api.datamodels.assets import AssetEventResponse
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    asset = coverbase_workflow_asset("deep-output", conn_id=CONN)
+    add_assets(asset)
+    deep: Any = 1
+    for _ in range(255):
+        deep = {"a": deep}
+    body = legacy(workflow="deep-output", output=deep)
+    answer = post(client, body)
+    assert (answer.status_code, answer.json()["status"]) == (200, "created")
+    extra = events_of(asset)[-1]
+    assert (extra["output"], extra["output_truncated"]) == (None, True)
+    with create_session() as session:  # what Airflow's own API does with the row: it reads back
+        row = session.scalar(select(AssetEvent).where(AssetEvent.id == answer.json()["asset_event_id"]))
+        AssetEventResponse.model_validate(row, from_attributes=True)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Item 3: RecursionError, OverflowError -> 500 before.
+        b'{"event_id":"cbevt_deep","event_type":"workflow.completed","workflow_run_id":"r","data":'
+        + b'{"a":' * 990
+        + b"1"
+        + b"}" * 991,
+        b'{"event_id":"cbevt_big","event_type":"workflow.completed","workflow_run_id":"r","occurred_at":1'
+        + b"0" * 400
+        + b',"data":{"workflow_name":"w"}}',
+        # Item 4: NaN/Infinity (PostgreSQL refused them: 500).
+        b'{"event_id":"cbevt_nan","event_type":"workflow.completed","workflow_run_id":"r","data":'
+        b'{"workflow_name":"quarterly-privacy-sweep","output":{"x":NaN}}}',
+        # Items 4 and 7: an id over 250 characters (PostgreSQL: 500), a run id with CR/LF (503).
+        json.dumps(
+            {"event_id": "cbevt_" + "1" * 250, "event_type": "workflow.completed", "workflow_run_id": "r", "data": {}}
+        ).encode(),
+    ],
+    ids=["nested-990", "occurred-at-overflow", "nan", "long-event-id"],
+)
+def test_signed_bodies_that_can_never_be_stored_get_400(
+    airflow_db: None, client: TestClient, legacy_conn: CoverbaseEmulator, raw: bytes
+) -> None:
+    answer = client.post(URL, content=raw, headers=signed(raw)[1])
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"]
+
+
+def test_an_asset_uri_over_airflows_limit_is_400(
+    airflow_db: None, client: TestClient, legacy_conn: CoverbaseEmulator
+) -> None:
+    # Item 3: a workflow name whose asset URI is over 1,500 characters: 500 before.
+    answer = post(client, legacy(workflow="w" * 1500))
+    assert answer.status_code == 400, answer.text
+    assert "asset cannot exist in Airflow" in answer.json()["detail"]
+
+
+def test_a_run_id_with_cr_lf_is_400_and_never_read(client: TestClient, current_conn: CoverbaseEmulator) -> None:
+    # Item 7: the run id reached the URL of a run read, which failed: 503, retried by Coverbase for a day.
+    current_conn.clear_requests()
+    answer = post(client, current("WorkflowRun.Completed", "cbwr_1\r\nX-Injected: yes"))
+    assert answer.status_code == 400, answer.text
+    assert "workflow_run_id" in answer.json()["detail"]
+    assert current_conn.requests == []
+
+
+def test_every_401_is_answered_at_the_same_time(
+    client: TestClient, legacy_conn: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Item 5: a 401 for an unknown connection came 0.5-1.9 ms later than one for a bad signature.
+    from airflow_provider_coverbase.plugins import webhooks as receiver
+
+    now = [1000.0]
+    answered: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+        answered.append(now[0])
+
+    def clock() -> float:
+        # Every call costs fake time, so the paths that do more (a connection lookup) take longer.
+        now[0] += 0.001
+        return now[0]
+
+    monkeypatch.setattr(receiver, "_clock", clock)
+    monkeypatch.setattr(receiver, "_sleep", sleep)
+    body = legacy()
+    raw, headers = signed(body)
+    starts = []
+    for url, hdrs in [
+        ("/webhooks/no_such_conn", headers),
+        (URL, signed(body, secret=SECRET + "x")[1]),
+        (URL, {**headers, "Coverbase-Timestamp": str(int(time.time()) - 3600)}),
+    ]:
+        starts.append(now[0])
+        answer = client.post(url, content=raw, headers=hdrs)
+        assert (answer.status_code, answer.json()) == (401, {"detail": "invalid signature"})
+    assert len(answered) == 3
+    # Each answer went out exactly UNAUTHORIZED_ANSWER_SECONDS after its request's first clock reading.
+    assert [round(a - s, 6) for a, s in zip(answered, starts, strict=True)] == [
+        round(receiver.UNAUTHORIZED_ANSWER_SECONDS + 0.001, 6)
+    ] * 3
+
+
+def test_a_connection_without_a_secret_and_one_with_a_short_secret_answer_alike(
+    client: TestClient,
+    coverbase_emulator: CoverbaseEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Items 5 and 8: same 401, and the receiver's log says what to fix for a short secret.
+    from airflow_provider_coverbase.plugins import webhooks as receiver
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(receiver, "_sleep", sleep)
+    caplog.set_level(logging.WARNING)
+    for extra in ({}, {"webhook_secret": "short"}):
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", conn_value(coverbase_emulator, **extra))
+        raw, headers = signed(legacy(), secret="short")
+        answer = client.post(URL, content=raw, headers=headers)
+        assert (answer.status_code, answer.json()) == (401, {"detail": "invalid signature"})
+    assert len(slept) == 2
+    assert "webhook_secret: Value error, must be at least 16 characters (this one has 5;" in caplog.text
+    assert "'short'" not in caplog.text
+
+
+def test_replays_of_decided_deliveries_cost_no_request_to_coverbase(
+    airflow_db: None, client: TestClient, current_conn: CoverbaseEmulator
+) -> None:
+    # Item 6: every replay of a genuine delivery that ended unrecorded read the run again.
+    emu = current_conn
+    add_assets(coverbase_workflow_asset("adhoc-campaign", conn_id=CONN))
+    done = _finished_run(emu, "adhoc-campaign")
+    unknown = "cbwr_" + "0" * 32
+    cases = {
+        "unknown run": (current("WorkflowRun.Completed", unknown), unknown, "ignored"),
+        "API disagrees": (current("WorkflowRun.Failed", done), done, "ignored"),
+        "no DAG uses the asset": (
+            current("WorkflowRun.Completed", _finished_run(emu, "vendor%20sweep%2Feu")),
+            None,
+            "no_asset",
+        ),
+    }
+    for name, (event, run_id, first_status) in cases.items():
+        run_id = run_id or event["data"]["workflow_run_id"]
+        emu.clear_requests()
+        first = post(client, event)
+        assert (first.status_code, first.json()["status"]) == (200, first_status), name
+        for _ in range(5):
+            event["occurred_at"] = int(time.time())  # a replay with a fresh timestamp, as V3 retries
+            again = post(client, event)
+            assert (again.status_code, again.json()) == (200, {"status": "duplicate", "event_id": event["event_id"]})
+        assert _reads(emu, run_id) == 1, name
+
+
+def test_run_reads_are_rate_limited_per_connection(
+    airflow_db: None, client: TestClient, current_conn: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Item 6: undecided deliveries (the run still running) may be replayed; each read is budgeted.
+    from airflow_provider_coverbase.client import RequestBudget
+    from airflow_provider_coverbase.plugins import webhooks as receiver
+
+    emu = current_conn
+    emu.set_speed(0)
+    running = httpx.post(
+        f"{emu.base_url}/v1/workflows/stalled-forever/run",
+        json={"input": {}},
+        headers={"Authorization": f"Bearer {emu.api_key}"},
+        timeout=5,
+    ).json()["workflow_run_id"]
+    clock = [0.0]
+    budget = RequestBudget(receiver.RUN_READS_PER_SECOND, burst=3, clock=lambda: clock[0])
+    monkeypatch.setitem(receiver._read_budgets, CONN.casefold(), budget)
+    emu.clear_requests()
+    event = current("WorkflowRun.Completed", running)
+    answers = [post(client, event) for _ in range(5)]
+    assert [a.status_code for a in answers] == [503, 503, 503, 429, 429]
+    assert answers[-1].headers["Retry-After"] == "1"
+    assert _reads(emu, running) == 3
+    # Case variants of the connection id share the budget (environment lookups ignore case).
+    upper = client.post(f"/webhooks/{CONN.upper()}", content=signed(event)[0], headers=signed(event)[1])
+    assert upper.status_code == 429
+    clock[0] += 1 / receiver.RUN_READS_PER_SECOND * 1.1
+    assert post(client, event).status_code == 503
+    assert _reads(emu, running) == 4
+
+
+async def test_a_half_sent_body_is_answered_408(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Item 8: a body that never completes kept its connection open (20 s and more).
+    import asyncio
+
+    from airflow_provider_coverbase.plugins import webhooks as receiver
+
+    monkeypatch.setattr(receiver, "BODY_READ_TIMEOUT", 0.05)
+    from fastapi import Request
+
+    async def receive_message() -> dict[str, Any]:
+        if not sent:
+            sent.append(True)
+            return {"type": "http.request", "body": b'{"event_id":', "more_body": True}
+        await asyncio.Event().wait()  # the rest never comes
+        raise AssertionError("unreachable")
+
+    sent: list[bool] = []
+    scope = {"type": "http", "method": "POST", "path": URL, "headers": [(b"content-length", b"100")]}
+    answer = await receiver.receive_webhook(CONN, Request(scope, receive_message))
+    assert answer.status_code == 408
+    assert answer.headers["connection"] == "close"  # not kept alive: the server closes it at once
+    assert json.loads(bytes(answer.body)) == {"detail": "the body did not arrive within 0.05 s"}

@@ -36,6 +36,20 @@ def test_burst_then_one_slot_per_interval() -> None:
     assert [budget.reserve()[0] for _ in range(4)] == pytest.approx([0, 0, 0, 0.1 * STEP])
 
 
+def test_try_reserve_refuses_without_booking() -> None:
+    clock = FakeClock()
+    budget = RequestBudget(10, burst=3, clock=clock)
+    assert [budget.try_reserve() for _ in range(5)] == [True, True, True, False, False]
+    clock.now += 0.1 * STEP  # the refusals booked nothing: one interval later, one slot is free
+    assert [budget.try_reserve() for _ in range(2)] == [True, False]
+    budget.pause(5)
+    clock.now += 10
+    assert budget.try_reserve()
+    budget.pause(5)
+    assert not budget.try_reserve()  # paused
+    assert RequestBudget(0, clock=clock).try_reserve()
+
+
 def test_default_is_smooth_pacing_and_zero_is_unlimited() -> None:
     clock = FakeClock()
     budget = RequestBudget(25, clock=clock)

@@ -191,6 +191,38 @@ def test_webhook_settings_check_the_extras() -> None:
         webhook_settings_from_connection("c", {"webhook_secert": "typo"})
 
 
+def test_a_short_webhook_secret_is_refused_with_what_to_do(
+    fake: FakeCoverbaseAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_coverbase.defaults import MIN_WEBHOOK_SECRET_LENGTH
+    from airflow_provider_coverbase.hooks.coverbase import webhook_settings_from_connection
+
+    # Issue 15, item 8: a one-character secret was accepted (and made forging a signature trivial).
+    expected = r"webhook_secret: .*must be at least 16 characters \(this one has 1;"
+    with pytest.raises(CoverbaseConfigError, match=expected) as caught:
+        webhook_settings_from_connection("c", {"webhook_secret": "Z"})
+    assert "'Z'" not in str(caught.value)
+    secret = "s" * MIN_WEBHOOK_SECRET_LENGTH
+    assert webhook_settings_from_connection("c", {"webhook_secret": secret}).secret == secret
+    # The connection's Test button runs test_connection: it says the same.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_COVERBASE_DEFAULT",
+        conn_json(host="https://api.coverbase.test", password=API_KEY, extra={"webhook_secret": "short_secret"}),
+    )
+    ok, message = CoverbaseHook(transport=httpx.MockTransport(fake)).test_connection()
+    assert not ok
+    assert "must be at least 16 characters (this one has 12;" in message
+    assert "short_secret" not in message
+
+
+def test_the_webhook_timestamp_tolerance_is_bounded() -> None:
+    from airflow_provider_coverbase.hooks.coverbase import webhook_settings_from_connection
+
+    with pytest.raises(CoverbaseConfigError, match="webhook_timestamp_tolerance: Input should be less than or equal"):
+        webhook_settings_from_connection("c", {"webhook_timestamp_tolerance": 8 * 86400})
+    assert webhook_settings_from_connection("c", {"webhook_timestamp_tolerance": 86400}).timestamp_tolerance == 86400
+
+
 def test_settings_are_parsed_once_per_connection_content() -> None:
     """Thousands of triggers of one connection share one parsed settings object (and client config);
     a rotated key or a changed extra is parsed anew and gets another fingerprint."""

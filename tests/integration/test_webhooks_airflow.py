@@ -3,7 +3,10 @@ inside a real ``airflow api-server``; the asset events show up in Airflow's REST
 ``airflow scheduler`` (with a ``dag-processor``) starts the asset-scheduled example DAG
 ``coverbase_quarterly_report``, whose task runs on the LocalExecutor.
 
-One Airflow home (SQLite) and one set of processes serve the whole module, on free ports.
+One Airflow home and one set of processes serve each run of the module, on free ports. The module
+runs twice: on SQLite with one API worker, and on PostgreSQL (a throwaway cluster from Debian's
+``postgresql`` binaries, see ``_postgres.py``; skipped, saying why, when they are missing) with two
+API workers, as a production deployment would. The tests at the end are issue 15's findings.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import pytest
 
 from airflow_provider_coverbase.assets import coverbase_workflow_asset
 from airflow_provider_coverbase.testing import CoverbaseEmulator, sign
+
+from ._postgres import throwaway_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -55,6 +60,22 @@ with DAG(
 
     export()
 """
+
+#: A DAG that only produces (outlets) the asset of a workflow whose deliveries the tests shape
+#: freely: the asset exists in Airflow, but no DAG run is queued by its events.
+OUTLET_DAG = """
+from datetime import datetime, UTC
+from airflow.sdk import DAG, task
+from airflow_provider_coverbase.assets import coverbase_workflow_asset
+
+with DAG(dag_id="coverbase_outlet_only", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)):
+    @task(outlets=[coverbase_workflow_asset("outlet-only")])
+    def produce() -> None:
+        pass
+
+    produce()
+"""
+OUTLET_DONE = coverbase_workflow_asset("outlet-only", conn_id=CONN)
 
 
 def free_port() -> int:
@@ -119,7 +140,9 @@ class Stack:
         self.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.port))
 
     def wait_for_api_server(self) -> None:
-        wait_for("the API server", lambda: httpx.get(f"{self.base}/api/v2/monitor/health", timeout=2).is_success)
+        # Two workers on a busy 2-core machine took 50 s to start: be patient.
+        healthy = lambda: httpx.get(f"{self.base}/api/v2/monitor/health", timeout=2).is_success  # noqa: E731
+        wait_for("the API server", healthy, timeout=180)
 
     def api(self, path: str, **params: Any) -> Any:
         def get() -> Any:
@@ -200,19 +223,30 @@ def airflow_env(home: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The metadata database's settings: Airflow's default SQLite, or a throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        yield {"AIRFLOW__API__WORKERS": "1"}
+        return
+    with throwaway_postgres() as url:
+        yield {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url, "AIRFLOW__API__WORKERS": "2"}
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, database: dict[str, str]) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("airflow-webhooks")
     dags = home / "dags"
     dags.mkdir()
     shutil.copy(REPO / "example_dags" / f"{REPORT_DAG}.py", dags)
     (dags / "coverbase_export_responses.py").write_text(CHECKPOINT_DAG)
+    (dags / "coverbase_outlet_only.py").write_text(OUTLET_DAG)
     emulator = CoverbaseEmulator(dialect="legacy", speed=20).start()
     port = free_port()
     conn = json.loads(emulator.conn_uri)
     # The emulator's clock runs 20x fast, so its timestamps drift ahead: widen the tolerance.
     conn["extra"] = {**conn.get("extra", {}), "webhook_secret": SECRET, "webhook_timestamp_tolerance": 3600}
-    env = airflow_env(home, port, {f"AIRFLOW_CONN_{CONN.upper()}": json.dumps(conn)})
+    env = airflow_env(home, port, {f"AIRFLOW_CONN_{CONN.upper()}": json.dumps(conn), **database})
     stack = Stack(home, env, port, emulator)
     try:
         subprocess.run(stack.airflow("db", "migrate"), env=env, check=True, capture_output=True, timeout=180)
@@ -220,7 +254,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.start("scheduler", "scheduler", "--skip-serve-logs")
         stack.start_api_server()
         stack.wait_for_api_server()
-        wait_for("the DAG's assets", lambda: stack.asset_id(SWEEP_DONE), timeout=90)
+        wait_for("the DAG's assets", lambda: stack.asset_id(SWEEP_DONE) and stack.asset_id(OUTLET_DONE), timeout=90)
         registered = httpx.post(
             f"{emulator.base_url}/v1/webhooks",
             json={
@@ -403,6 +437,143 @@ def test_one_event_across_an_api_server_crash_restart_and_a_db_migrate(stack: St
     body["occurred_at"] = int(time.time())  # V3 re-stamps a retried delivery
     assert stack.deliver(body).json()["status"] == "duplicate"
     assert [e["event_id"] for e in stack.events(SWEEP_DONE)].count("cbevt_restart_0001") == 1
+
+
+# ---------------------------------------------------------------- issue 15, on SQLite and PostgreSQL
+
+
+def post_signed(stack: Stack, raw: bytes, **headers: str) -> httpx.Response:
+    """A signed delivery of exactly ``raw``, with no Coverbase-Timestamp unless given."""
+    return httpx.post(
+        stack.hook_url, content=raw, headers={"Coverbase-Signature": sign(SECRET, raw), **headers}, timeout=10
+    )
+
+
+def create_connection(stack: Stack, connection: dict[str, Any]) -> None:
+    # SQLite allows one writer: the API may answer 500 "database is locked" while others write.
+    for _ in range(10):
+        created = httpx.post(f"{stack.base}/api/v2/connections", json=connection, timeout=10)
+        if created.status_code != 500:
+            break
+        time.sleep(1)
+    assert created.status_code == 201, created.text
+
+
+def test_an_old_delivery_replayed_without_its_header_is_refused(stack: Stack) -> None:
+    # Item 1: bodies signed 1 hour to 400 days earlier, replayed without the header, got 200 created.
+    for age in (2 * 3600, 400 * 86400):
+        body = {**legacy_event(f"cbevt_old_{age}"), "occurred_at": int(time.time()) - age}
+        answer = post_signed(stack, json.dumps(body).encode())
+        assert (answer.status_code, answer.json()) == (401, {"detail": "invalid signature"})
+    assert not {"cbevt_old_7200", "cbevt_old_34560000"} & {e["event_id"] for e in stack.events(SWEEP_DONE)}
+
+
+def test_a_deep_output_leaves_the_asset_events_api_readable(stack: Stack) -> None:
+    # Item 2: an output ~255 levels deep was stored whole; GET /api/v2/assets/events then answered 500.
+    deep: Any = 1
+    for _ in range(255):
+        deep = {"a": deep}
+    body = legacy_event("cbevt_deep_output_0001")
+    body["data"] = {**body["data"], "workflow_name": "outlet-only", "output": deep}
+    answer = stack.deliver(body)
+    assert (answer.status_code, answer.json()["status"]) == (200, "created"), answer.text
+    listed = httpx.get(
+        f"{stack.base}/api/v2/assets/events", params={"asset_id": stack.asset_id(OUTLET_DONE)}, timeout=10
+    )
+    assert listed.status_code == 200, listed.text
+    (extra,) = [e["extra"] for e in listed.json()["asset_events"] if e["extra"]["event_id"] == body["event_id"]]
+    assert (extra["output"], extra["output_truncated"]) == (None, True)
+
+
+def _nested(levels: int) -> bytes:
+    return b'{"a":' * levels + b"1" + b"}" * levels
+
+
+@pytest.mark.parametrize(
+    ("event_id", "run_id", "workflow", "extra_data"),
+    [
+        ("cbevt_nested_990", "cbwfr_1", "quarterly-privacy-sweep", b',"deep":' + _nested(990)),  # item 3
+        ("cbevt_nan", "cbwfr_1", "quarterly-privacy-sweep", b',"output":{"x":NaN,"y":Infinity}'),  # item 4
+        ("cbevt_" + "e" * 300, "cbwfr_1", "quarterly-privacy-sweep", b""),  # item 4: id over 250
+        ("cbevt_long_run", "cbwfr_" + "r" * 300, "quarterly-privacy-sweep", b""),  # item 4: id over 250
+        ("cbevt_long_uri", "cbwfr_1", "w" * 1500, b""),  # item 3: asset URI over 1,500 characters
+        ("cbevt_crlf", "cbwfr_1\\r\\nX: y", "quarterly-privacy-sweep", b""),  # item 7: escaped in the JSON
+    ],
+    ids=["nested-990", "nan", "long-event-id", "long-run-id", "long-asset-uri", "crlf-run-id"],
+)
+def test_signed_bodies_that_can_never_be_stored_get_400(
+    stack: Stack, event_id: str, run_id: str, workflow: str, extra_data: bytes
+) -> None:
+    # Items 3, 4 and 7: these got 500 (or 503) before, so Coverbase would retry them for a day; on
+    # PostgreSQL the long ids and NaN were also never recorded.
+    head = json.dumps(
+        {"event_id": event_id, "event_type": "workflow.completed", "occurred_at": int(time.time())}
+    ).encode()[:-1]
+    raw = (
+        head
+        + f',"workflow_run_id":"{run_id}","data":{{"workflow_run_id":"{run_id}","workflow_name":"{workflow}"'.encode()
+        + extra_data
+        + b"}}"
+    )
+    answer = post_signed(stack, raw)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"]
+
+
+def test_an_occurred_at_beyond_float_range_is_400(stack: Stack) -> None:
+    # Item 3: OverflowError, 500.
+    raw = b'{"event_id":"cbevt_overflow","event_type":"workflow.completed","occurred_at":1' + b"0" * 400
+    raw += b',"workflow_run_id":"cbwfr_1","data":{"workflow_name":"quarterly-privacy-sweep"}}'
+    answer = post_signed(stack, raw)
+    assert (answer.status_code, answer.json()["detail"]) == (400, "'occurred_at' is out of range")
+
+
+def test_replays_of_an_unrecorded_delivery_read_the_run_once(stack: Stack) -> None:
+    # Item 6: every replay of a genuine delivery that ended unrecorded read the run from Coverbase again.
+    emu = stack.emulator
+    run_id = "cbwfr_" + "0" * 32  # a sample id, as in a test delivery: the API does not know it
+    body = legacy_event("cbevt_unknown_run_0001", run_id=run_id)
+    del body["data"]["workflow_name"]  # so the receiver must read the run for its name
+    reads_before = sum(1 for r in emu.requests if r["path"].endswith(run_id))
+    answers = [stack.deliver({**body, "occurred_at": int(time.time())}).json() for _ in range(6)]
+    assert answers[0]["status"] == "ignored"
+    assert answers[1:] == [{"status": "duplicate", "event_id": body["event_id"]}] * 5
+    assert sum(1 for r in emu.requests if r["path"].endswith(run_id)) - reads_before == 1
+
+
+def test_a_short_webhook_secret_is_refused_and_the_log_says_why(stack: Stack) -> None:
+    # Item 8: a one-character webhook_secret was accepted.
+    create_connection(
+        stack,
+        {
+            "connection_id": "coverbase_short_secret",
+            "conn_type": "coverbase",
+            "host": stack.emulator.base_url,
+            "password": stack.emulator.api_key,
+            "extra": json.dumps({"webhook_secret": "x"}),
+        },
+    )
+    raw = json.dumps(legacy_event("cbevt_short_secret_0001")).encode()
+    url = f"{stack.base}/coverbase/webhooks/coverbase_short_secret"
+    answer = httpx.post(url, content=raw, headers={"Coverbase-Signature": sign("x", raw)}, timeout=10)
+    assert (answer.status_code, answer.json()) == (401, {"detail": "invalid signature"})
+    log = (stack.home / "api-server.log").read_text(errors="replace")
+    assert "must be at least 16 characters (this one has 1;" in log
+
+
+def test_a_half_sent_body_is_answered_408_and_its_connection_closed(stack: Stack) -> None:
+    # Item 8: a body that never completes kept its connection open (20 s and more were seen).
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=60) as sock:
+        sock.sendall(
+            b"POST /coverbase/webhooks/coverbase_default HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n" + b'{"event_id":'
+        )
+        received = b""
+        while chunk := sock.recv(65536):  # the server answers, then closes the connection
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 408 "), received[:200]
+    assert b"connection: close" in received.lower()
+    assert b"did not arrive within 10 s" in received
 
 
 def test_no_process_logged_the_secret_or_the_api_key(stack: Stack) -> None:
