@@ -32,8 +32,10 @@ What this transport guarantees, whatever aiohttp's defaults:
   ``deflate`` in bounded steps as the bytes arrive, and the read stops at the cap, so a compression
   bomb costs the cap, not its decoded size. The answer handed to httpx is already decoded (its
   ``Content-Encoding`` header removed, so httpx does not decode again, unbounded).
-- **Strict framing**: aiohttp's parser refuses malformed chunk sizes, header names with spaces,
-  NUL bytes, conflicting lengths; an interim ``1xx`` (or a ``101``) as the final answer is refused here.
+- **Strict framing**: aiohttp's parser (llhttp) refuses malformed chunk sizes, header names with
+  spaces, NUL bytes, conflicting lengths; refused here: an interim ``1xx`` (or a ``101``) as the
+  final answer, and any ``Transfer-Encoding`` but one ``chunked`` (which RFC 9112 would have read to
+  the connection's close, the raw chunk framing as the body).
 - **A dead keep-alive connection**: aiohttp sends a GET or HEAD again once on a new connection when a
   reused one closes before any answer (RFC 9112 §9.3.1); it never sends a POST twice. A POST that
   meets one fails with ``httpx.RemoteProtocolError`` and goes back to the client's retry policy,
@@ -158,6 +160,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                     raise httpx.RemoteProtocolError(
                         f"interim answer {answer.status} where a final answer was due", request=request
                     )
+                if "Transfer-Encoding" in answer.headers:
+                    _check_transfer_encoding(answer.headers.getall("Transfer-Encoding"), request)
                 body = await self._read(answer, request)
                 headers = [(name, value) for name, value in answer.raw_headers if name.lower() != b"content-encoding"]
                 return httpx.Response(
@@ -192,6 +196,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _check_transfer_encoding(values: list[str], request: httpx.Request) -> None:
+    """Refuse any transfer coding but a single ``chunked``: the client asks for no other (``TE`` is not
+    sent), and RFC 9112 would have an answer whose last coding is not ``chunked`` read to the close of
+    the connection, handing the raw framing over as the body (strict parsers such as h11 refuse it)."""
+    codings = [coding.strip().lower() for value in values for coding in value.split(",")]
+    if codings != ["chunked"]:
+        raise httpx.RemoteProtocolError(f"unsupported Transfer-Encoding {', '.join(values)!r}", request=request)
 
 
 def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
