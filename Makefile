@@ -80,7 +80,7 @@ $(BENCH_STAMP): pyproject.toml
 	touch $(BENCH_STAMP)
 
 bench-triggers: $(BENCH_STAMP)
-	$(BENCH_VENV)/bin/python benchmarks/triggerer_scale.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python -m benchmarks.triggerer_scale $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

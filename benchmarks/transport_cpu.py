@@ -58,93 +58,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-# The shared counters, the fake server's start and stop, and the statistics of the triggerer benchmark
-# (this script runs from benchmarks/, so its sibling is importable).
-from triggerer_scale import ACCEPTED, ALIVE, PORT, REQUESTS, Counters, percentile, rss_mb, serving
+from benchmarks.harness import ROOT, module_command
+from benchmarks.harness.counters import ACCEPTED, REQUESTS, Counters
+from benchmarks.harness.fleet import rss_mb
+from benchmarks.harness.report import percentile
+from benchmarks.harness.server import answer, fake_server
 
-CLIENT_SEND = "client-send"
 OWN_WAKE = "own-wake"
 API_KEY = "ak_bench_0123456789abcdef0123456789abcdef"
 CONN_ID = "coverbase_transport_bench"
-
-
-# ---------------------------------------------------------------------------------------------
-# The server process: raw HTTP/1.1 keep-alive, a running run for every GET.
-
-
-def _answer(counters: Counters, target: str) -> bytes:
-    counters.add(REQUESTS)
-    run_id = target.rsplit("/", 1)[-1].partition("?")[0]
-    payload = json.dumps(
-        {
-            "workflow_run_id": run_id,
-            "workflow_definition_id": "cbwf_bench",
-            "workflow_name": "transport-bench",
-            "status": "running",
-            "started_at": int(time.time()),
-            "completed_at": None,
-            "checkpoints_reached": ["vendors_selected"],
-            "output": None,
-        }
-    ).encode()
-    head = (
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(payload)}\r\nkeep-alive: timeout=120\r\n\r\n"
-    )
-    return head.encode() + payload
-
-
-class _HttpProtocol(asyncio.Protocol):
-    def __init__(self, counters: Counters) -> None:
-        self.counters = counters
-        self.buffer = b""
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.counters.add(ACCEPTED)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length :]
-            self.transport.write(_answer(self.counters, head.split(" ", 2)[1]))
-
-
-async def _serve(counters: Counters) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _HttpProtocol(counters), "127.0.0.1", 0, backlog=4096)
-    counters[PORT] = server.sockets[0].getsockname()[1]
-    while counters[ALIVE] >= 0:  # noqa: ASYNC110 - the orchestrator signals through the shared mapping
-        await asyncio.sleep(0.05)
-    server.close()
-
-
-def serve_main(counters_path: str) -> None:
-    counters = Counters(counters_path)
-    try:
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(_serve(counters))
-        else:
-            uvloop.run(_serve(counters))
-    finally:
-        counters.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,8 +86,8 @@ def _no_network_class() -> type[Any]:
             self.counters = counters
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            answer = _answer(self.counters, request.url.path)  # counts the request, as the server does
-            head, _, body = answer.partition(b"\r\n\r\n")
+            # The fake server's answer (it counts the request, as the server does), made in this process.
+            head, _, body = answer(self.counters, "GET", request.url.path, b"").partition(b"\r\n\r\n")
             headers = [tuple(line.split(b": ", 1)) for line in head.split(b"\r\n")[1:]]
             return httpx.Response(200, headers=headers, content=body)
 
@@ -185,11 +110,12 @@ def transport_factory(name: str) -> Callable[[], Any]:
 
         limits = connection_limits(32, DEFAULT_KEEPALIVE_EXPIRY)
         return lambda: httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
-    if name == "wire":
-        from airflow_provider_coverbase.client._wire import WireTransport
-
-        return WireTransport
     if name == "aiohttp":
+        from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY
+        from airflow_provider_coverbase.client._transport import DEFAULT_MAX_CONNECTIONS, AiohttpTransport
+
+        return lambda: AiohttpTransport(DEFAULT_MAX_CONNECTIONS, DEFAULT_KEEPALIVE_EXPIRY)
+    if name == "httpx-aiohttp":
         return _aiohttp_factory()
     raise SystemExit(f"unknown transport {name!r}")
 
@@ -214,11 +140,11 @@ def _aiohttp_factory() -> Callable[[], Any]:
 
 
 def split_transport(name: str) -> tuple[str, set[str]]:
-    """``"httpcore+client-send"`` -> ``("httpcore", {"client-send"})``: the transport and its suffixes."""
+    """``"aiohttp+own-wake"`` -> ``("aiohttp", {"own-wake"})``: the transport and its suffixes."""
     transport, *suffixes = name.split("+")
-    unknown = set(suffixes) - {CLIENT_SEND, OWN_WAKE}
+    unknown = set(suffixes) - {OWN_WAKE}
     if unknown:
-        raise SystemExit(f"unknown suffix {sorted(unknown)} in {name!r} (only +{CLIENT_SEND}, +{OWN_WAKE})")
+        raise SystemExit(f"unknown suffix {sorted(unknown)} in {name!r} (only +{OWN_WAKE})")
     return transport, set(suffixes)
 
 
@@ -229,25 +155,11 @@ def _wake_on_own_time() -> None:
     coverbase.coalesced_delay = lambda now, pause, tick=0.0: pause  # type: ignore[assignment]
 
 
-def _send_through_httpx_client() -> None:
-    """Make the shared client send as before: through ``httpx.AsyncClient.send``, not straight to its transport."""
-    import httpx
-
-    from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
-
-    async def send(self: AsyncCoverbaseClient, request: httpx.Request) -> httpx.Response:
-        return await self._http.send(request)
-
-    AsyncCoverbaseClient._send = send  # type: ignore[method-assign]
-
-
 async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     from airflow_provider_coverbase.client._shared import shared_clients
     from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
 
     transport, suffixes = split_transport(args.transport)
-    if CLIENT_SEND in suffixes:
-        _send_through_httpx_client()
     if OWN_WAKE in suffixes:
         _wake_on_own_time()
     if transport == "none":
@@ -346,16 +258,8 @@ def work_main(args: argparse.Namespace) -> None:
 # The orchestrator.
 
 
-@contextlib.contextmanager
-def server() -> Iterator[tuple[Counters, int]]:
-    counters = Counters()
-    process = subprocess.Popen([sys.executable, __file__, "--serve", "--counters", counters.path])  # noqa: S603
-    with serving(process, counters) as port:
-        yield counters, port
-
-
 def run_worker(args: argparse.Namespace, transport: str, home: str) -> dict[str, Any]:
-    with server() as (counters, port):
+    with fake_server() as (counters, port):
         connection = {
             "conn_type": "coverbase",
             "host": f"http://127.0.0.1:{port}",
@@ -369,10 +273,14 @@ def run_worker(args: argparse.Namespace, transport: str, home: str) -> dict[str,
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(connection),
         }
-        argv = [sys.executable, __file__, "--work", "--transport", transport, "--counters", counters.path]
+        argv = module_command(
+            "benchmarks.transport_cpu", "--work", "--transport", transport, "--counters", counters.path
+        )
         argv += ["--n", str(args.n), "--poll", str(args.poll), "--windows", str(args.windows)]
         argv += ["--profile", args.profile] if args.profile else []
-        process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+        process = subprocess.run(  # noqa: S603 - our own interpreter and module
+            argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        )
         for line in process.stdout.splitlines():
             if line.startswith("RESULT "):
                 result: dict[str, Any] = json.loads(line[7:])
@@ -388,23 +296,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fresh workers per transport (median)")
     parser.add_argument(
         "--transports",
-        default="wire,wire+own-wake,httpcore,none",
+        default="aiohttp,httpx-aiohttp,httpcore,none",
         help=(
-            "comma-separated, of: wire (the default transport), httpcore, aiohttp, none (no I/O: the "
-            "floor); suffixes: +client-send (e.g. httpcore+client-send) sends through "
-            "httpx.AsyncClient.send as before, not straight to the transport; +own-wake wakes each "
-            "trigger at its own time instead of on the shared grid"
+            "comma-separated, of: aiohttp (the default transport), httpx-aiohttp, httpcore, none (no "
+            "I/O: the floor); suffix +own-wake (e.g. aiohttp+own-wake) wakes each trigger at its own "
+            "time instead of on the shared grid"
         ),
     )
     parser.add_argument("--profile", help="cProfile the measured windows into PROFILE.<transport> (slows them)")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--transport", help=argparse.SUPPRESS)
     parser.add_argument("--counters", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_main(args.counters)
-        return
     if args.work:
         work_main(args)
         return
