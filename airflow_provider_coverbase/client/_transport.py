@@ -24,10 +24,11 @@ What this transport guarantees, whatever aiohttp's defaults:
   httpx does for its own clients. HTTPS goes through an HTTP proxy by ``CONNECT``.
 - **Happy Eyeballs** (RFC 8305): a host's addresses are tried 0.25 s apart, so a black-holed first
   address costs 0.25 s, not the whole connect timeout.
-- **Timeouts** from the request's ``timeout`` extension: ``connect`` for the TCP and TLS handshake,
-  ``pool`` for getting a connection (waiting for a free one included); ``read`` between two reads,
-  and the whole exchange is bounded by ``connect + read``, so an answer trickled in a byte at a time
-  still times out (``httpx.ReadTimeout``).
+- **Timeouts** from the request's ``timeout`` extension: ``connect`` for a new connection's TCP and
+  TLS handshake (``httpx.ConnectTimeout``), and the whole exchange (waiting for a free connection,
+  sending, and the answer to its last byte) bounded by ``connect + read`` (``httpx.ReadTimeout``): an
+  answer trickled in a byte at a time times out like a silent one. Two timers at most per request,
+  none re-armed per read.
 - **Bodies**: at most :data:`MAX_BODY_BYTES` *decoded* bytes; aiohttp decompresses ``gzip`` and
   ``deflate`` in bounded steps as the bytes arrive, and the read stops at the cap, so a compression
   bomb costs the cap, not its decoded size. The answer handed to httpx is already decoded (its
@@ -100,7 +101,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._proxies: dict[tuple[str, str, int | None], str] = {}
-        self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[tuple[Any, Any], aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
         return f"AiohttpTransport(max_connections={self.max_connections})"
@@ -129,14 +130,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return proxy or None
 
     def _timeout(self, timeouts: dict[str, Any]) -> aiohttp.ClientTimeout:
-        connect, read, pool = timeouts.get("connect"), timeouts.get("read"), timeouts.get("pool")
-        key = (connect, read, pool)
+        connect, read = timeouts.get("connect"), timeouts.get("read")
+        key = (connect, read)
         timeout = self._timeouts.get(key)
         if timeout is None:
             whole = None if connect is None or read is None else connect + read
-            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
-                total=whole, connect=pool, sock_connect=connect, sock_read=read
-            )
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(total=whole, sock_connect=connect)
         return timeout
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
