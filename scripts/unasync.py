@@ -27,7 +27,7 @@ SUBS: list[tuple[str, str]] = [
     (r"httpx\.BaseTransport", "httpx.AsyncBaseTransport"),
     (r"Callable\[\[float\], None\] = time\.sleep", "Callable[[float], Awaitable[None]] = asyncio.sleep"),
     (
-        r"^from airflow_provider_coverbase\.client\._http import sync_transport$",
+        r"^from airflow_provider_coverbase\.client\._http import read_whole, sync_transport$",
         "from airflow_provider_coverbase.client._transport import AiohttpTransport",
     ),
     (r"sync_transport\(config\.base_url, ", "AiohttpTransport("),
@@ -41,8 +41,11 @@ SUBS: list[tuple[str, str]] = [
     (r"= self\._send\(", "= await self._send("),
     (r"def _send\(self", "async def _send(self"),
     (r"self\._transport\.handle_request\(", "await self._transport.handle_async_request("),
-    (r"^(\s+)response\.read\(\)$", r"\1await response.aread()"),
     (r"^(\s+)response\.close\(\)$", r"\1await response.aclose()"),
+    (
+        r"^(\s+)return read_whole\(response\)$",
+        r"\1await response.aread()  # the transport capped the body\n\1return response",
+    ),
     (r"``httpx\.Client\.send``", "``httpx.AsyncClient.send``"),
     (r"``Client\.send``", "``AsyncClient.send``"),
     (r"def _wait_for_budget\(self", "async def _wait_for_budget(self"),

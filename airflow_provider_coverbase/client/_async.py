@@ -159,10 +159,11 @@ class AsyncCoverbaseClient:
 
         No ``httpx.Client`` is involved: its ``send`` spends most of a poll's CPU on features this
         client never uses: auth flows (the key is a header of the request), redirects (never followed:
-        a 3xx is an answer), the cookie jar, event hooks, per-call timeouts. What it does that matters is kept here: the
-        timeout travels in ``request.extensions`` (set once when :class:`ClientCore` builds the
-        request), the body is read fully and the response closed, ``response.request`` is set, and a
-        transport error (already an ``httpx.TransportError``) names its request. Not kept: httpx's
+        a 3xx is an answer), the cookie jar, event hooks, per-call timeouts. What it does that matters
+        is kept here: the timeout travels in ``request.extensions`` (set once when :class:`ClientCore`
+        builds the request), the body is read fully (at most ``MAX_BODY_BYTES`` once decoded) and the
+        response closed, ``response.request`` is set, and a transport error (already an
+        ``httpx.TransportError``) names its request. Not kept: httpx's
         INFO log line per request.
         """
         if self._closed:
@@ -174,10 +175,10 @@ class AsyncCoverbaseClient:
             raise
         response.request = request
         try:
-            await response.aread()
+            await response.aread()  # the transport capped the body
+            return response
         finally:
             await response.aclose()
-        return response
 
     async def _wait_for_budget(self, *, after_pause: bool) -> None:
         wait, generation = self._budget.reserve(after_pause=after_pause)

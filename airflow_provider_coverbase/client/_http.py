@@ -13,7 +13,17 @@ import urllib.request
 
 import httpx
 
-__all__ = ["connection_limits", "environment_proxy", "shared_ssl_context", "sync_transport"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "connection_limits",
+    "environment_proxy",
+    "read_whole",
+    "shared_ssl_context",
+    "sync_transport",
+]
+
+#: Largest decoded body accepted: far beyond any API answer, small enough to stop a runaway or a bomb.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _lock = threading.Lock()
 _context: ssl.SSLContext | None = None
@@ -68,4 +78,31 @@ def sync_transport(base_url: str, max_connections: int, keepalive_expiry: float)
         verify=shared_ssl_context(),
         limits=connection_limits(max_connections, keepalive_expiry),
         proxy=environment_proxy(httpx.URL(base_url)),
+    )
+
+
+def read_whole(response: httpx.Response, limit: int = MAX_BODY_BYTES) -> httpx.Response:
+    """``response`` read whole, at most ``limit`` bytes once decoded (the sync client's reading).
+
+    httpx decodes a compressed body with no cap on its decoded size; read chunk by chunk as httpx
+    decodes each network read, a compression bomb stops at the cap (its cost bounded by one read's
+    worth decoded, about a thousand times the read). The answer returned holds the decoded body,
+    without ``Content-Encoding``. The async client's transport caps the body itself.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise httpx.RemoteProtocolError(
+                f"response body larger than {limit} bytes (decoded)", request=response.request
+            )
+        chunks.append(chunk)
+    headers = [(name, value) for name, value in response.headers.raw if name.lower() != b"content-encoding"]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=b"".join(chunks),
+        request=response.request,
+        extensions=response.extensions,
     )

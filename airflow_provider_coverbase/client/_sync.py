@@ -20,7 +20,7 @@ from airflow_provider_coverbase.client._config import (
     RetryPolicy,
 )
 from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
-from airflow_provider_coverbase.client._http import sync_transport
+from airflow_provider_coverbase.client._http import read_whole, sync_transport
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
@@ -158,10 +158,11 @@ class CoverbaseClient:
 
         No ``httpx.Client`` is involved: its ``send`` spends most of a poll's CPU on features this
         client never uses: auth flows (the key is a header of the request), redirects (never followed:
-        a 3xx is an answer), the cookie jar, event hooks, per-call timeouts. What it does that matters is kept here: the
-        timeout travels in ``request.extensions`` (set once when :class:`ClientCore` builds the
-        request), the body is read fully and the response closed, ``response.request`` is set, and a
-        transport error (already an ``httpx.TransportError``) names its request. Not kept: httpx's
+        a 3xx is an answer), the cookie jar, event hooks, per-call timeouts. What it does that matters
+        is kept here: the timeout travels in ``request.extensions`` (set once when :class:`ClientCore`
+        builds the request), the body is read fully (at most ``MAX_BODY_BYTES`` once decoded) and the
+        response closed, ``response.request`` is set, and a transport error (already an
+        ``httpx.TransportError``) names its request. Not kept: httpx's
         INFO log line per request.
         """
         if self._closed:
@@ -173,10 +174,9 @@ class CoverbaseClient:
             raise
         response.request = request
         try:
-            response.read()
+            return read_whole(response)
         finally:
             response.close()
-        return response
 
     def _wait_for_budget(self, *, after_pause: bool) -> None:
         wait, generation = self._budget.reserve(after_pause=after_pause)

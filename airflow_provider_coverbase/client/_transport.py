@@ -61,14 +61,12 @@ import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver
 
-from airflow_provider_coverbase.client._http import environment_proxy, shared_ssl_context
+from airflow_provider_coverbase.client._http import MAX_BODY_BYTES, environment_proxy, shared_ssl_context
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "MAX_BODY_BYTES", "AiohttpTransport"]
 
 #: Connections per origin, event loop and shared client (each request holds one for a round trip).
 DEFAULT_MAX_CONNECTIONS = 32
-#: Largest decoded body accepted: far beyond any API answer, small enough to stop a runaway or a bomb.
-MAX_BODY_BYTES = 16 * 1024 * 1024
 #: RFC 8305's recommended delay between connection attempts to a host's addresses.
 HAPPY_EYEBALLS_DELAY = 0.25
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from airflow_provider_coverbase.client import AiohttpTransport, AsyncCoverbaseClient, RetryPolicy
+from airflow_provider_coverbase.client import AiohttpTransport, AsyncCoverbaseClient, CoverbaseClient, RetryPolicy
 from airflow_provider_coverbase.exceptions import CoverbaseConnectionError, CoverbaseTimeoutError
 from tests.client.scripted import Record, answer, read_request, run_body, scripted
 from tests.fake_api import API_KEY
@@ -400,3 +400,19 @@ async def test_the_connection_is_kept_alive_between_requests(transport: AiohttpT
         for _ in range(5):
             assert (await get(transport, url + "/x")).json() == {"ok": True}
     assert record.connections == 1
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_both_clients_stop_a_compression_bomb_at_the_cap(kind: str) -> None:
+    """The sync client reads through httpx's transport, whose decoders have no cap: it caps the read itself."""
+    data = bomb("gzip", 64)  # 64 MiB decoded, beyond the 16 MiB cap
+    reply = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data)
+    async with scripted(replying(reply)) as (url, _):
+        if kind == "sync":
+            sync_api = CoverbaseClient(API_KEY, base_url=url, allow_insecure_http=True, retry=NO_RETRY)
+            with sync_api, pytest.raises(CoverbaseConnectionError, match="larger than 16777216 bytes"):
+                await asyncio.to_thread(sync_api.check_auth)
+        else:
+            async with client(url) as api:
+                with pytest.raises(CoverbaseConnectionError, match="larger than 16777216 bytes"):
+                    await api.check_auth()
