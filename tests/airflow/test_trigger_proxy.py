@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +21,8 @@ from tests.client.scripted import (
     proxy_environment,
     relaying_to,
     scripted,
-    trusted_tls,
+    tls_fixture,  # noqa: F401  # the `tls` fixture
 )
-
-
-@pytest.fixture
-def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
-    """A TLS server context for 127.0.0.1 whose throw-away CA this process trusts."""
-    return trusted_tls(tmp_path, monkeypatch)
 
 
 async def run_trigger_behind_tls(

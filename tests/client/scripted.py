@@ -152,8 +152,11 @@ def proxy_environment(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
         monkeypatch.setenv(name, value)
 
 
-def trusted_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
-    """A server TLS context for 127.0.0.1 whose throw-away CA the process trusts (``SSL_CERT_FILE``).
+@pytest.fixture(name="tls")
+def tls_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """The ``tls`` fixture: a server TLS context for 127.0.0.1 whose throw-away CA the process trusts.
+
+    Import it into a test module to use it (``SSL_CERT_FILE`` names the CA).
 
     The process's TLS context is made once (:func:`shared_ssl_context`): it is made again, from
     ``SSL_CERT_FILE``, for this test, and the one before is back afterwards.

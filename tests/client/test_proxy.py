@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from pathlib import Path
 
 import pytest
 
@@ -21,15 +20,9 @@ from tests.client.scripted import (
     read_request,
     run_body,
     scripted,
-    trusted_tls,
+    tls_fixture,  # noqa: F401  # the `tls` fixture
 )
 from tests.fake_api import API_KEY
-
-
-@pytest.fixture
-def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
-    """A TLS server context for 127.0.0.1 whose throw-away CA this process trusts."""
-    return trusted_tls(tmp_path, monkeypatch)
 
 
 async def api_script(number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: Record) -> None:
