@@ -1,9 +1,10 @@
-"""What the async transport under the shared client costs: ours (wire) vs httpcore and aiohttp, side by side.
+"""What the async transport under the shared client costs: aiohttp (ours) vs httpx-aiohttp, httpcore, none.
 
 N ``CoverbaseWorkflowRunTrigger`` wait in one event loop of a worker process (one connection, so one
 shared ``AsyncCoverbaseClient``), polling a never-finishing run every ``--poll`` seconds (fixed
-polling). The server is a raw HTTP/1.1 asyncio server in its own process (keep-alive, counts the
-TCP connections it accepts and the requests it answers), so the worker's CPU is the client's.
+polling). The server is the benchmarks' fake server (:mod:`benchmarks.harness.server`) in its own
+process (keep-alive, counts the TCP connections it accepts and the requests it answers), so the
+worker's CPU is the client's.
 
 Each transport runs in a fresh worker; the transports alternate, ``--repeats`` times, and the table
 shows the median of each figure:
@@ -14,34 +15,28 @@ shows the median of each figure:
 - MB RSS per 1,000 triggers: the worker's RSS after the windows minus before the triggers started;
 - loop lag p99: how late a 20 ms ``asyncio.sleep`` woke up during the windows.
 
-Transports: ``wire`` is the default (:class:`~airflow_provider_coverbase.client.WireTransport`:
-HTTP/1.1 on asyncio protocols, at most 32 connections); ``httpcore`` is httpx's own
-``AsyncHTTPTransport`` with the same 32 connections kept alive; ``aiohttp`` is
-``httpx_aiohttp.AiohttpTransport`` over one aiohttp session per shared client
-(``TCPConnector(limit=32)``, the process's TLS context, the same keep-alive, no cookie jar, no
-proxies from the environment; needs ``pip install httpx-aiohttp``, not a dependency of the
-provider); ``none`` answers inside the worker without any I/O (building the answer's JSON there
-too): the floor of the trigger, our client and ``httpx.Response``. Suffixes: ``+own-wake`` wakes each
-trigger at its own time instead of on the shared 0.25 s grid (:func:`tracking.coalesced_delay`);
-``+client-send`` sends through ``httpx.AsyncClient.send`` instead of straight to the transport. The
+Transports: ``aiohttp`` is the default
+(:class:`~airflow_provider_coverbase.client.AiohttpTransport`: one aiohttp session, at most 32
+connections); ``httpx-aiohttp`` is ``httpx_aiohttp.AiohttpTransport`` over one aiohttp session set up
+the same way (the ``bench`` extra installs it); ``httpcore`` is httpx's own ``AsyncHTTPTransport``
+with the same 32 connections kept alive; ``none`` answers inside the worker without any I/O (the
+fake server's answer, made there): the floor of the trigger, our client and ``httpx.Response``.
+Suffix ``+own-wake`` wakes each trigger at its own time instead of on the shared 0.25 s grid. The
 connection's request budget is off (``max_requests_per_second: 0``), so the figures are the
 transport's cost, not the budget's pacing.
 
-    .venv/bin/python benchmarks/transport_cpu.py [--n 1000] [--poll 5] [--repeats 3] [--transports wire,none]
+    .venv-bench/bin/python -m benchmarks.transport_cpu [--n 1000] [--poll 5] [--repeats 3] [--transports aiohttp,none]
 
-Measured on 2026-11-29 (2 shared CPUs, another benchmark running beside it; httpx 0.28.1; N=1,000,
-5 s polls, median of 3 workers each), CPU s per 1,000 polls: **wire 0.37**, wire+own-wake 0.62,
-httpcore 2.31 (one httpcore pool of 32 connections: it scans its queue and idle connections each
-time it hands one out), none 0.33. No new connections per 1,000 polls with wire or httpcore (0.5 with
-wire+own-wake), 11.8 / 11.5 / 13.6 / 11.2 MB RSS per 1,000 triggers (before the per-trigger memory
-work that followed; the README's Scale section has the current figures), loop lag p99 10.4 / 3.0 /
-26.7 / 16.4 ms. An idle event loop's wake-up alone costs about 0.17 ms of CPU on this machine (1,000 tasks
-each sleeping 5 s and waking on its own), which is why the shared grid halves the CPU per poll.
-
-Earlier, on the same machine (8 httpcore pools of 4 connections behind a semaphore, each trigger
-waking on its own): 1.33 (httpcore) vs 1.12 (aiohttp) vs 0.71 (none); httpx-aiohttp 0.2.0 also maps a
-refused connection and a server hang-up to ``httpx.ConnectTimeout``, so they would read as
-``CoverbaseTimeoutError`` ("did not answer in time") instead of ``CoverbaseConnectionError``.
+Measured on 2026-12-02 (2 shared CPUs, load average 8 to 10 from other jobs; aiohttp 3.14.5, httpx
+0.28.1; N=1,000, 5 s polls, 2 poll intervals per worker, median of 3 workers each,
+``--transports aiohttp,httpx-aiohttp,httpcore,none``), CPU s per 1,000 polls: **aiohttp 0.435**,
+httpx-aiohttp 0.445, httpcore 3.96 (it also fell behind: about 800 of the 2,000 polls answered, 9.3
+new connections per 1,000 polls), none 0.156. MB RSS per 1,000 triggers 7.2 / 7.4 / 10.7 / 5.0. An
+earlier run of the same command with one worker each read 0.37 / 0.42 / 3.55 / 0.16. So aiohttp costs
+about 0.2-0.3 ms of CPU per poll above the floor, a tenth of httpcore's cost; our adapter and
+httpx-aiohttp cost the same within this machine's noise, and ours is kept for what httpx-aiohttp 0.2.0
+gets wrong (see ``client/_transport.py``). The hand-made HTTP/1.1 transport it replaced read 0.21
+against 0.17 with no I/O in the same benchmark (issue 14).
 """
 
 from __future__ import annotations
