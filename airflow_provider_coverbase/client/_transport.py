@@ -26,10 +26,10 @@ What this transport guarantees, whatever aiohttp's defaults:
 - **Happy Eyeballs** (RFC 8305): a host's addresses are tried 0.25 s apart, so a black-holed first
   address costs 0.25 s, not the whole connect timeout.
 - **Timeouts** from the request's ``timeout`` extension: ``connect`` for a new connection's TCP and
-  TLS handshake (``httpx.ConnectTimeout``), and the whole exchange (waiting for a free connection,
-  sending, and the answer to its last byte) bounded by ``connect + read`` (``httpx.ReadTimeout``): an
-  answer trickled in a byte at a time times out like a silent one. Two timers at most per request,
-  none re-armed per read.
+  TLS handshake (``httpx.ConnectTimeout``); ``read`` for each wait for the answer's bytes, and the
+  whole exchange (waiting for a free connection, sending, and the answer to its last byte) bounded by
+  ``connect + read`` (both ``httpx.ReadTimeout``), so an answer trickled in a byte at a time times
+  out too, not only a silent one.
 - **Bodies**: at most :data:`MAX_BODY_BYTES` *decoded* bytes; aiohttp decompresses ``gzip`` and
   ``deflate`` in bounded steps as the bytes arrive, and the read stops at the cap, so a compression
   bomb costs the cap, not its decoded size. The answer handed to httpx is already decoded (its
@@ -60,6 +60,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 from aiohttp.abc import AbstractResolver
 
 from airflow_provider_coverbase.client._http import MAX_BODY_BYTES, environment_proxy, shared_ssl_context
@@ -115,6 +116,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # Compression is not asked for (as with the sync client); an answer compressed anyway is
+            # decoded in bounded steps and capped (see _read).
+            skip_auto_headers=("Accept-Encoding",),
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,  # proxies: environment_proxy, once per origin; no per-request ~/.netrc
             auto_decompress=True,
@@ -134,7 +138,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = self._timeouts.get(key)
         if timeout is None:
             whole = None if connect is None or read is None else connect + read
-            timeout = self._timeouts[key] = aiohttp.ClientTimeout(total=whole, sock_connect=connect)
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(total=whole, sock_connect=connect, sock_read=read)
         return timeout
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -147,7 +151,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with session.request(
                 request.method,
-                str(url),
+                yarl.URL(str(url), encoded=True),  # as the core encoded it: %2E%2E stays one segment
                 headers=request.headers.multi_items(),
                 data=request.content or None,
                 allow_redirects=False,
