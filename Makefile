@@ -31,7 +31,7 @@ $(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml
 	rm -rf $(AF32_VENV)
 	$(PYTHON) -m venv $(AF32_VENV)
 	$(AF32_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio trustme
 	touch $(AF32_STAMP)
 
 test-airflow-3.2: $(AF32_STAMP)
