@@ -73,6 +73,8 @@ DEFAULT_MAX_CONNECTIONS = 32
 HAPPY_EYEBALLS_DELAY = 0.25
 
 _NO_PROXY = ""
+#: Headers about the body as it came over the wire, not the decoded body handed to httpx.
+_ENCODED_BODY_HEADERS = (b"content-encoding", b"content-length")
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -165,7 +167,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 if "Transfer-Encoding" in answer.headers:
                     _check_transfer_encoding(answer.headers.getall("Transfer-Encoding"), request)
                 body = await self._read(answer, request)
-                headers = [(name, value) for name, value in answer.raw_headers if name.lower() != b"content-encoding"]
+                headers: Any = answer.raw_headers
+                if "Content-Encoding" in answer.headers:  # decoded here: httpx must not decode it again
+                    headers = [(name, value) for name, value in headers if name.lower() not in _ENCODED_BODY_HEADERS]
                 return httpx.Response(
                     answer.status,
                     headers=headers,
