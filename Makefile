@@ -37,7 +37,7 @@ $(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml
 	rm -rf $(AF32_VENV)
 	$(PYTHON) -m venv $(AF32_VENV)
 	$(AF32_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio trustme
 	touch $(AF32_STAMP)
 
 test-airflow-3.2: $(AF32_STAMP)
@@ -97,7 +97,7 @@ $(BENCH_STAMP): pyproject.toml
 	touch $(BENCH_STAMP)
 
 bench-triggers: $(BENCH_STAMP)
-	$(BENCH_VENV)/bin/python benchmarks/triggerer_scale.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python -m benchmarks.triggerer_scale $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,9 +1,10 @@
-"""What the async transport under the shared client costs: ours (wire) vs httpcore and aiohttp, side by side.
+"""What the async transport under the shared client costs: aiohttp (ours) vs httpx-aiohttp, httpcore, none.
 
 N ``CoverbaseWorkflowRunTrigger`` wait in one event loop of a worker process (one connection, so one
 shared ``AsyncCoverbaseClient``), polling a never-finishing run every ``--poll`` seconds (fixed
-polling). The server is a raw HTTP/1.1 asyncio server in its own process (keep-alive, counts the
-TCP connections it accepts and the requests it answers), so the worker's CPU is the client's.
+polling). The server is the benchmarks' fake server (:mod:`benchmarks.harness.server`) in its own
+process (keep-alive, counts the TCP connections it accepts and the requests it answers), so the
+worker's CPU is the client's.
 
 Each transport runs in a fresh worker; the transports alternate, ``--repeats`` times, and the table
 shows the median of each figure:
@@ -14,34 +15,28 @@ shows the median of each figure:
 - MB RSS per 1,000 triggers: the worker's RSS after the windows minus before the triggers started;
 - loop lag p99: how late a 20 ms ``asyncio.sleep`` woke up during the windows.
 
-Transports: ``wire`` is the default (:class:`~airflow_provider_coverbase.client.WireTransport`:
-HTTP/1.1 on asyncio protocols, at most 32 connections); ``httpcore`` is httpx's own
-``AsyncHTTPTransport`` with the same 32 connections kept alive; ``aiohttp`` is
-``httpx_aiohttp.AiohttpTransport`` over one aiohttp session per shared client
-(``TCPConnector(limit=32)``, the process's TLS context, the same keep-alive, no cookie jar, no
-proxies from the environment; needs ``pip install httpx-aiohttp``, not a dependency of the
-provider); ``none`` answers inside the worker without any I/O (building the answer's JSON there
-too): the floor of the trigger, our client and ``httpx.Response``. Suffixes: ``+own-wake`` wakes each
-trigger at its own time instead of on the shared 0.25 s grid (:func:`tracking.coalesced_delay`);
-``+client-send`` sends through ``httpx.AsyncClient.send`` instead of straight to the transport. The
+Transports: ``aiohttp`` is the default
+(:class:`~airflow_provider_coverbase.client.AiohttpTransport`: one aiohttp session, at most 32
+connections); ``httpx-aiohttp`` is ``httpx_aiohttp.AiohttpTransport`` over one aiohttp session set up
+the same way (the ``bench`` extra installs it); ``httpcore`` is httpx's own ``AsyncHTTPTransport``
+with the same 32 connections kept alive; ``none`` answers inside the worker without any I/O (the
+fake server's answer, made there): the floor of the trigger, our client and ``httpx.Response``.
+Suffix ``+own-wake`` wakes each trigger at its own time instead of on the shared 0.25 s grid. The
 connection's request budget is off (``max_requests_per_second: 0``), so the figures are the
 transport's cost, not the budget's pacing.
 
-    .venv/bin/python benchmarks/transport_cpu.py [--n 1000] [--poll 5] [--repeats 3] [--transports wire,none]
+    .venv-bench/bin/python -m benchmarks.transport_cpu [--n 1000] [--poll 5] [--repeats 3] [--transports aiohttp,none]
 
-Measured on 2026-11-29 (2 shared CPUs, another benchmark running beside it; httpx 0.28.1; N=1,000,
-5 s polls, median of 3 workers each), CPU s per 1,000 polls: **wire 0.37**, wire+own-wake 0.62,
-httpcore 2.31 (one httpcore pool of 32 connections: it scans its queue and idle connections each
-time it hands one out), none 0.33. No new connections per 1,000 polls with wire or httpcore (0.5 with
-wire+own-wake), 11.8 / 11.5 / 13.6 / 11.2 MB RSS per 1,000 triggers (before the per-trigger memory
-work that followed; the README's Scale section has the current figures), loop lag p99 10.4 / 3.0 /
-26.7 / 16.4 ms. An idle event loop's wake-up alone costs about 0.17 ms of CPU on this machine (1,000 tasks
-each sleeping 5 s and waking on its own), which is why the shared grid halves the CPU per poll.
-
-Earlier, on the same machine (8 httpcore pools of 4 connections behind a semaphore, each trigger
-waking on its own): 1.33 (httpcore) vs 1.12 (aiohttp) vs 0.71 (none); httpx-aiohttp 0.2.0 also maps a
-refused connection and a server hang-up to ``httpx.ConnectTimeout``, so they would read as
-``CoverbaseTimeoutError`` ("did not answer in time") instead of ``CoverbaseConnectionError``.
+Measured on 2026-12-02 (2 shared CPUs, load average 8 to 10 from other jobs; aiohttp 3.14.5, httpx
+0.28.1; N=1,000, 5 s polls, 2 poll intervals per worker, median of 3 workers each,
+``--transports aiohttp,httpx-aiohttp,httpcore,none``), CPU s per 1,000 polls: **aiohttp 0.435**,
+httpx-aiohttp 0.445, httpcore 3.96 (it also fell behind: about 800 of the 2,000 polls answered, 9.3
+new connections per 1,000 polls), none 0.156. MB RSS per 1,000 triggers 7.2 / 7.4 / 10.7 / 5.0. An
+earlier run of the same command with one worker each read 0.37 / 0.42 / 3.55 / 0.16. So aiohttp costs
+about 0.2-0.3 ms of CPU per poll above the floor, a tenth of httpcore's cost; our adapter and
+httpx-aiohttp cost the same within this machine's noise, and ours is kept for what httpx-aiohttp 0.2.0
+gets wrong (see ``client/_transport.py``). The hand-made HTTP/1.1 transport it replaced read 0.21
+against 0.17 with no I/O in the same benchmark (issue 14).
 """
 
 from __future__ import annotations
@@ -58,93 +53,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-# The shared counters, the fake server's start and stop, and the statistics of the triggerer benchmark
-# (this script runs from benchmarks/, so its sibling is importable).
-from triggerer_scale import ACCEPTED, ALIVE, PORT, REQUESTS, Counters, percentile, rss_mb, serving
+from benchmarks.harness import ROOT, module_command
+from benchmarks.harness.counters import ACCEPTED, REQUESTS, Counters
+from benchmarks.harness.fleet import rss_mb
+from benchmarks.harness.report import percentile
+from benchmarks.harness.server import answer, fake_server
 
-CLIENT_SEND = "client-send"
 OWN_WAKE = "own-wake"
 API_KEY = "ak_bench_0123456789abcdef0123456789abcdef"
 CONN_ID = "coverbase_transport_bench"
-
-
-# ---------------------------------------------------------------------------------------------
-# The server process: raw HTTP/1.1 keep-alive, a running run for every GET.
-
-
-def _answer(counters: Counters, target: str) -> bytes:
-    counters.add(REQUESTS)
-    run_id = target.rsplit("/", 1)[-1].partition("?")[0]
-    payload = json.dumps(
-        {
-            "workflow_run_id": run_id,
-            "workflow_definition_id": "cbwf_bench",
-            "workflow_name": "transport-bench",
-            "status": "running",
-            "started_at": int(time.time()),
-            "completed_at": None,
-            "checkpoints_reached": ["vendors_selected"],
-            "output": None,
-        }
-    ).encode()
-    head = (
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(payload)}\r\nkeep-alive: timeout=120\r\n\r\n"
-    )
-    return head.encode() + payload
-
-
-class _HttpProtocol(asyncio.Protocol):
-    def __init__(self, counters: Counters) -> None:
-        self.counters = counters
-        self.buffer = b""
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.counters.add(ACCEPTED)
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buffer[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buffer) < end + 4 + length:
-                return
-            self.buffer = self.buffer[end + 4 + length :]
-            self.transport.write(_answer(self.counters, head.split(" ", 2)[1]))
-
-
-async def _serve(counters: Counters) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _HttpProtocol(counters), "127.0.0.1", 0, backlog=4096)
-    counters[PORT] = server.sockets[0].getsockname()[1]
-    while counters[ALIVE] >= 0:  # noqa: ASYNC110 - the orchestrator signals through the shared mapping
-        await asyncio.sleep(0.05)
-    server.close()
-
-
-def serve_main(counters_path: str) -> None:
-    counters = Counters(counters_path)
-    try:
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(_serve(counters))
-        else:
-            uvloop.run(_serve(counters))
-    finally:
-        counters.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,8 +81,8 @@ def _no_network_class() -> type[Any]:
             self.counters = counters
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            answer = _answer(self.counters, request.url.path)  # counts the request, as the server does
-            head, _, body = answer.partition(b"\r\n\r\n")
+            # The fake server's answer (it counts the request, as the server does), made in this process.
+            head, _, body = answer(self.counters, "GET", request.url.path, b"").partition(b"\r\n\r\n")
             headers = [tuple(line.split(b": ", 1)) for line in head.split(b"\r\n")[1:]]
             return httpx.Response(200, headers=headers, content=body)
 
@@ -185,11 +105,12 @@ def transport_factory(name: str) -> Callable[[], Any]:
 
         limits = connection_limits(32, DEFAULT_KEEPALIVE_EXPIRY)
         return lambda: httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
-    if name == "wire":
-        from airflow_provider_coverbase.client._wire import WireTransport
-
-        return WireTransport
     if name == "aiohttp":
+        from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY
+        from airflow_provider_coverbase.client._transport import DEFAULT_MAX_CONNECTIONS, AiohttpTransport
+
+        return lambda: AiohttpTransport(DEFAULT_MAX_CONNECTIONS, DEFAULT_KEEPALIVE_EXPIRY)
+    if name == "httpx-aiohttp":
         return _aiohttp_factory()
     raise SystemExit(f"unknown transport {name!r}")
 
@@ -214,11 +135,11 @@ def _aiohttp_factory() -> Callable[[], Any]:
 
 
 def split_transport(name: str) -> tuple[str, set[str]]:
-    """``"httpcore+client-send"`` -> ``("httpcore", {"client-send"})``: the transport and its suffixes."""
+    """``"aiohttp+own-wake"`` -> ``("aiohttp", {"own-wake"})``: the transport and its suffixes."""
     transport, *suffixes = name.split("+")
-    unknown = set(suffixes) - {CLIENT_SEND, OWN_WAKE}
+    unknown = set(suffixes) - {OWN_WAKE}
     if unknown:
-        raise SystemExit(f"unknown suffix {sorted(unknown)} in {name!r} (only +{CLIENT_SEND}, +{OWN_WAKE})")
+        raise SystemExit(f"unknown suffix {sorted(unknown)} in {name!r} (only +{OWN_WAKE})")
     return transport, set(suffixes)
 
 
@@ -229,25 +150,11 @@ def _wake_on_own_time() -> None:
     coverbase.coalesced_delay = lambda now, pause, tick=0.0: pause  # type: ignore[assignment]
 
 
-def _send_through_httpx_client() -> None:
-    """Make the shared client send as before: through ``httpx.AsyncClient.send``, not straight to its transport."""
-    import httpx
-
-    from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
-
-    async def send(self: AsyncCoverbaseClient, request: httpx.Request) -> httpx.Response:
-        return await self._http.send(request)
-
-    AsyncCoverbaseClient._send = send  # type: ignore[method-assign]
-
-
 async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     from airflow_provider_coverbase.client._shared import shared_clients
     from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
 
     transport, suffixes = split_transport(args.transport)
-    if CLIENT_SEND in suffixes:
-        _send_through_httpx_client()
     if OWN_WAKE in suffixes:
         _wake_on_own_time()
     if transport == "none":
@@ -346,16 +253,8 @@ def work_main(args: argparse.Namespace) -> None:
 # The orchestrator.
 
 
-@contextlib.contextmanager
-def server() -> Iterator[tuple[Counters, int]]:
-    counters = Counters()
-    process = subprocess.Popen([sys.executable, __file__, "--serve", "--counters", counters.path])  # noqa: S603
-    with serving(process, counters) as port:
-        yield counters, port
-
-
 def run_worker(args: argparse.Namespace, transport: str, home: str) -> dict[str, Any]:
-    with server() as (counters, port):
+    with fake_server() as (counters, port):
         connection = {
             "conn_type": "coverbase",
             "host": f"http://127.0.0.1:{port}",
@@ -369,10 +268,14 @@ def run_worker(args: argparse.Namespace, transport: str, home: str) -> dict[str,
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(connection),
         }
-        argv = [sys.executable, __file__, "--work", "--transport", transport, "--counters", counters.path]
+        argv = module_command(
+            "benchmarks.transport_cpu", "--work", "--transport", transport, "--counters", counters.path
+        )
         argv += ["--n", str(args.n), "--poll", str(args.poll), "--windows", str(args.windows)]
         argv += ["--profile", args.profile] if args.profile else []
-        process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+        process = subprocess.run(  # noqa: S603 - our own interpreter and module
+            argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        )
         for line in process.stdout.splitlines():
             if line.startswith("RESULT "):
                 result: dict[str, Any] = json.loads(line[7:])
@@ -388,23 +291,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fresh workers per transport (median)")
     parser.add_argument(
         "--transports",
-        default="wire,wire+own-wake,httpcore,none",
+        default="aiohttp,httpx-aiohttp,httpcore,none",
         help=(
-            "comma-separated, of: wire (the default transport), httpcore, aiohttp, none (no I/O: the "
-            "floor); suffixes: +client-send (e.g. httpcore+client-send) sends through "
-            "httpx.AsyncClient.send as before, not straight to the transport; +own-wake wakes each "
-            "trigger at its own time instead of on the shared grid"
+            "comma-separated, of: aiohttp (the default transport), httpx-aiohttp, httpcore, none (no "
+            "I/O: the floor); suffix +own-wake (e.g. aiohttp+own-wake) wakes each trigger at its own "
+            "time instead of on the shared grid"
         ),
     )
     parser.add_argument("--profile", help="cProfile the measured windows into PROFILE.<transport> (slows them)")
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--work", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--transport", help=argparse.SUPPRESS)
     parser.add_argument("--counters", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_main(args.counters)
-        return
     if args.work:
         work_main(args)
         return

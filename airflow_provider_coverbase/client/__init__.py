@@ -21,7 +21,7 @@ from airflow_provider_coverbase.client._config import (
 from airflow_provider_coverbase.client._core import RunListFilters, check_json_object, is_missing_list_endpoint
 from airflow_provider_coverbase.client._shared import SharedClients, shared_clients
 from airflow_provider_coverbase.client._sync import CoverbaseClient
-from airflow_provider_coverbase.client._wire import WireTransport
+from airflow_provider_coverbase.client._transport import AiohttpTransport
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_KEEPALIVE_EXPIRY",
     "DEFAULT_MAX_REQUESTS_PER_SECOND",
     "DEFAULT_TIMEOUT",
+    "AiohttpTransport",
     "AsyncCoverbaseClient",
     "ClientConfig",
     "CoverbaseClient",
@@ -38,7 +39,6 @@ __all__ = [
     "RetryPolicy",
     "RunListFilters",
     "SharedClients",
-    "WireTransport",
     "check_json_object",
     "is_missing_list_endpoint",
     "shared_clients",

@@ -21,7 +21,7 @@ from airflow_provider_coverbase.client._config import (
     RetryPolicy,
 )
 from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
-from airflow_provider_coverbase.client._http import connection_limits, shared_ssl_context
+from airflow_provider_coverbase.client._transport import AiohttpTransport
 from airflow_provider_coverbase.exceptions import CoverbaseError, NotFoundError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
@@ -69,7 +69,7 @@ class AsyncCoverbaseClient:
         transport of its own); ``sleep``, ``clock`` and ``rng`` replace the waiting, the clock of the
         request budget and the jitter source. ``budget`` shares one budget between clients (by
         default each client has its own, from ``max_requests_per_second``). ``max_connections`` and
-        ``keepalive_expiry`` size the connection pool (ignored with a ``transport``).
+        ``keepalive_expiry`` size the connection pool of the default transport (ignored with a ``transport``).
         """
         if config is None:
             config = ClientConfig(
@@ -84,15 +84,12 @@ class AsyncCoverbaseClient:
         self._core = ClientCore(config, rng=rng)
         self._sleep = sleep
         self._budget = budget if budget is not None else RequestBudget(config.max_requests_per_second, clock=clock)
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            follow_redirects=False,
-            verify=shared_ssl_context(),
-            limits=connection_limits(max_connections, keepalive_expiry),
-        )
-        # Requests go straight to the transport httpx picked for our one base URL (its pool, or the
-        # proxy from HTTP(S)_PROXY/NO_PROXY when no transport is passed): see :meth:`_send`.
-        self._transport = self._http._transport_for_url(httpx.URL(self._core.config.base_url))
+        # The transport is called directly (see :meth:`_send`), by default with the proxy the environment
+        # names for the base URL; tests pass an ``httpx.MockTransport``.
+        if transport is None:
+            transport = AiohttpTransport(max_connections, keepalive_expiry)
+        self._transport: httpx.AsyncBaseTransport = transport
+        self._closed = False
 
     @property
     def config(self) -> ClientConfig:
@@ -103,12 +100,18 @@ class AsyncCoverbaseClient:
         """The request budget this client spends (shared with others when passed in)."""
         return self._budget
 
+    @property
+    def is_closed(self) -> bool:
+        """Whether the client was closed (a closed client refuses to send)."""
+        return self._closed
+
     def __repr__(self) -> str:
         return f"AsyncCoverbaseClient(base_url={self.config.base_url!r})"
 
     async def aclose(self) -> None:
         """Close the HTTP connections."""
-        await self._http.aclose()
+        self._closed = True
+        await self._transport.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -150,17 +153,18 @@ class AsyncCoverbaseClient:
             call, attempt, own_pause_waited = result, 0, False  # a 409 replay named a run: read it
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` to its transport and read the answer: the part of ``httpx.AsyncClient.send`` we use.
+        """Send ``request`` to the transport and read the answer: the part of ``httpx.AsyncClient.send`` we use.
 
-        ``AsyncClient.send`` spends most of a poll's CPU on features this client never uses: auth flows
-        (the key is a header of the request), redirects (never followed: a 3xx is an answer), the
-        cookie jar, event hooks, per-call timeouts. What it does that matters is kept here: the
-        timeout travels in ``request.extensions`` (set once when :class:`ClientCore` builds the
-        request), the body is read fully and the response closed, ``response.request`` is set, and a
-        transport error (already an ``httpx.TransportError``) names its request. Not kept: httpx's
+        No ``httpx.Client`` is involved: its ``send`` spends most of a poll's CPU on features this
+        client never uses: auth flows (the key is a header of the request), redirects (never followed:
+        a 3xx is an answer), the cookie jar, event hooks, per-call timeouts. What it does that matters
+        is kept here: the timeout travels in ``request.extensions`` (set once when :class:`ClientCore`
+        builds the request), the body is read fully (at most ``MAX_BODY_BYTES`` once decoded) and the
+        response closed, ``response.request`` is set, and a transport error (already an
+        ``httpx.TransportError``) names its request. Not kept: httpx's
         INFO log line per request.
         """
-        if self._http.is_closed:
+        if self._closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
         try:
             response = await self._transport.handle_async_request(request)
@@ -169,10 +173,10 @@ class AsyncCoverbaseClient:
             raise
         response.request = request
         try:
-            await response.aread()
+            await response.aread()  # the transport capped the body
+            return response
         finally:
             await response.aclose()
-        return response
 
     async def _wait_for_budget(self, *, after_pause: bool) -> None:
         wait, generation = self._budget.reserve(after_pause=after_pause)

@@ -290,7 +290,7 @@ class ClientCore:
         # What every request of this client carries alike, made once and shared by its requests (a
         # waiting trigger keeps its prepared request for days; thousands of them wait at once).
         self._extensions: dict[str, Any] = {"timeout": self._timeout.as_dict()}
-        self._bodyless_headers = _read_only_headers(
+        self._bodyless_headers = _shared_headers(
             [
                 ("Host", httpx.URL(config.base_url).netloc.decode("ascii")),
                 ("Authorization", f"Bearer {config.api_key}"),
@@ -757,7 +757,7 @@ class _ModelParser:
     def __call__(self, response: httpx.Response) -> Any:
         context = {"workflow_run_id": self.workflow_run_id} if self.workflow_run_id is not None else None
         try:
-            return self.model.model_validate_json(response.content, context=context)
+            result = self.model.model_validate_json(response.content, context=context)
         except pydantic.ValidationError as exc:
             first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
             where = ".".join(str(part) for part in first["loc"]) or "body"
@@ -769,18 +769,27 @@ class _ModelParser:
                 path=response.request.url.path,
                 status_code=response.status_code,
             ) from None
+        asked = self.workflow_run_id
+        if asked is not None and getattr(result, "workflow_run_id", asked) != asked:
+            # A stale answer left on a reused connection, read as this request's: never take it for this
+            # run's state. Retryable: the connection that carried it is not reused (its bytes are out of step).
+            raise CoverbaseConnectionError(
+                f"Coverbase answered {response.request.method} {response.request.url.path} with run "
+                f"{result.workflow_run_id!r} instead of {asked!r} (a stale answer on a reused connection?)",
+                method=response.request.method,
+                path=response.request.url.path,
+            )
+        return result
 
 
 #: The body of every GET: one shared, empty, immutable stream.
 _NO_BODY = httpx.ByteStream(b"")
 
 
-def _read_only_headers(pairs: list[tuple[str, str]]) -> httpx.Headers:
-    """Headers that many requests share: any attempt to change them fails loudly instead of
-    changing every request that holds them (nothing in our send path changes request headers)."""
-    headers = httpx.Headers(pairs)
-    headers._list = tuple(headers._list)  # type: ignore[assignment]  # a tuple: no append, no item assignment
-    return headers
+def _shared_headers(pairs: list[tuple[str, str]]) -> httpx.Headers:
+    """Headers that many requests share, made once: nothing in either send path changes a request's
+    headers (the transports read them), so sharing one object is safe."""
+    return httpx.Headers(pairs)
 
 
 def new_key() -> str:

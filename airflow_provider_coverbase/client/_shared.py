@@ -12,10 +12,10 @@ connection and *release* it when done:
 - a changed connection (a rotated key, another URL, another budget) has another fingerprint, so new
   users get a new client while the users of the old one finish with it undisturbed.
 
-Its requests go through a :class:`~airflow_provider_coverbase.client._wire.WireTransport`: HTTP/1.1
-on asyncio protocols, at most 32 connections kept alive, a fraction of the CPU per request of
-httpx's own async transport (httpcore on anyio). All users share the connection's
-:class:`RequestBudget`.
+Its requests go through an :class:`~airflow_provider_coverbase.client._transport.AiohttpTransport`:
+one aiohttp session, at most 32 connections kept alive for an hour (longer than any poll), proxies
+from the environment, a fraction of the CPU per request of httpx's own async transport (httpcore on
+anyio; why: see that module). All users share the connection's :class:`RequestBudget`.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import httpx
 
 from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
 from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY, ClientConfig
-from airflow_provider_coverbase.client._wire import DEFAULT_MAX_CONNECTIONS, WireTransport
+from airflow_provider_coverbase.client._transport import DEFAULT_MAX_CONNECTIONS, AiohttpTransport
 
 __all__ = ["SharedClients", "shared_clients"]
 
 
 def _default_transport() -> httpx.AsyncBaseTransport:
-    return WireTransport(DEFAULT_MAX_CONNECTIONS, keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY)
+    return AiohttpTransport(DEFAULT_MAX_CONNECTIONS, keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY)
 
 
 @dataclass(slots=True)
@@ -48,7 +48,7 @@ class SharedClients:
     """The registry: shared async clients keyed by (event loop, connection name, config fingerprint).
 
     ``transport_factory`` builds the transport of each new shared client (tests pass one that
-    returns an ``httpx.MockTransport``); by default a :class:`WireTransport`, its connections kept
+    returns an ``httpx.MockTransport``); by default an :class:`AiohttpTransport`, its connections kept
     alive for ``DEFAULT_KEEPALIVE_EXPIRY`` (an hour: longer than any poll interval).
     """
 

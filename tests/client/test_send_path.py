@@ -1,7 +1,7 @@
 """The clients send straight to their transport, skipping ``httpx.Client.send``: what that must keep.
 
-Each scenario runs on the sync client, the async client, and the async client over the shared
-client's :class:`WireTransport`, against a raw HTTP/1.1 server on loopback (it records every
+Each scenario runs on the sync client (httpx's transport) and the async client (its default
+:class:`AiohttpTransport`, as in the shared client), against a raw HTTP/1.1 server on loopback (it records every
 request head and the connections it accepted) or an ``httpx.MockTransport``: timeouts still apply, a
 refused connection is still a connection error, answers are read whole (the connection is reused),
 ``response.request`` is set, a 3xx is an answer (never followed), the proxy from the environment is
@@ -20,7 +20,6 @@ import httpx
 import pytest
 
 from airflow_provider_coverbase.client import RetryPolicy
-from airflow_provider_coverbase.client._wire import WireTransport
 from airflow_provider_coverbase.exceptions import (
     CoverbaseAPIError,
     CoverbaseConnectionError,
@@ -105,25 +104,12 @@ def silent_server() -> Iterator[RawServer]:
     raw.close()
 
 
-#: (client kind, transport): the sync and async clients with httpx's own pool, and the async client
-#: over the shared client's wire transport (what triggers use).
-VARIANTS = [("sync", None), ("async", None), ("async", "wire")]
-
-
-@pytest.fixture(params=VARIANTS, ids=["sync", "async", "async-wire"])
-def variant(request: pytest.FixtureRequest) -> tuple[str, str | None]:
-    kind, transport = request.param
-    return str(kind), transport
-
-
 @pytest.fixture
-async def make_client(variant: tuple[str, str | None]) -> AsyncIterator[Any]:
+async def make_client(kind: str) -> AsyncIterator[Any]:
+    """Clients with their default transports: httpx's (sync), aiohttp's (async, as the shared client)."""
     made: list[DualClient] = []
 
     def factory(base_url: str, **kwargs: Any) -> DualClient:
-        kind, transport = variant
-        if transport == "wire":
-            kwargs.setdefault("transport", WireTransport(max_connections=2))
         kwargs.setdefault("retry", RetryPolicy(max_attempts=1))
         client = DualClient(kind, API_KEY, base_url=base_url, **kwargs)
         made.append(client)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from airflow_provider_coverbase.client import AsyncCoverbaseClient, ClientConfig, SharedClients
-from airflow_provider_coverbase.client._wire import WireTransport
+from airflow_provider_coverbase.client._transport import AiohttpTransport
 from tests.fake_api import API_KEY, FakeCoverbaseAPI
 
 BASE_URL = "https://api.coverbase.test"
@@ -29,7 +29,7 @@ def config(key: str = API_KEY, **kwargs: float) -> ClientConfig:
 
 
 def is_closed(client: AsyncCoverbaseClient) -> bool:
-    return bool(client._http.is_closed)
+    return client.is_closed
 
 
 async def test_users_share_one_client_and_the_last_one_closes_it(registry: SharedClients) -> None:
@@ -85,6 +85,6 @@ async def test_the_key_never_shows(registry: SharedClients) -> None:
     await registry.release(client)
 
 
-async def test_the_wire_transport_needs_a_connection() -> None:
+async def test_the_transport_needs_a_connection() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        WireTransport(max_connections=0)
+        AiohttpTransport(max_connections=0)

@@ -1,0 +1,5 @@
+"""``python -m benchmarks.triggerer_scale``: see the package docstring."""
+
+from benchmarks.triggerer_scale.cli import main
+
+main()
