@@ -562,9 +562,10 @@ class ClientCore:
             )
         if self.config.base_url.startswith("https://") and _plain_http_answer(error):
             plain = "http://" + self.config.base_url.removeprefix("https://")
+            # Not the TLS library's own words: they differ by transport (httpx, aiohttp) and add nothing.
             wrong_scheme = CoverbaseConnectionError(
                 f"could not reach Coverbase at {self.config.base_url} to {call.action}: the server answered "
-                f"in plain HTTP, not TLS ({kind} on {call.method} {call.path}: {error}). The base URL says "
+                f"in plain HTTP, not TLS ({kind} on {call.method} {call.path}). The base URL says "
                 f"https:// but the server at that address speaks http: if it is the emulator or another "
                 f"local test server, use {plain}; otherwise check the host and port. Not retried",
                 method=call.method,
