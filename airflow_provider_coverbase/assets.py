@@ -20,7 +20,7 @@ same name are two different assets. Each part is percent-encoded (``vendor sweep
 (``asset-uris`` in the provider info), so Airflow rejects a malformed ``coverbase://`` URI when the
 DAG is parsed.
 
-The webhook receiver (``plugins/webhooks.py``) and the pull-path event trigger both emit events on
+The webhook receiver (``plugins/webhook_receiver.py``) and the pull-path event trigger both emit events on
 these assets, with the extra built by :func:`asset_event_extra`; a consumer task reads them back
 with :func:`triggering_coverbase_events`, in one shape whichever path produced them.
 
@@ -58,17 +58,17 @@ try:
 except ImportError:  # a task SDK without airflow.sdk.conf: Airflow's own configuration
     from airflow.configuration import conf  # type: ignore[assignment]
 
-from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK, DEFAULT_PULL_POLL_INTERVAL
-from airflow_provider_coverbase.exceptions import CoverbaseConfigError
-from airflow_provider_coverbase.webhooks import (
+from airflow_provider_coverbase.asset_events import (
     EXTRA_KEYS,
     MAX_OUTPUT_BYTES,
     AssetEventLike,
     CoverbaseRunEvent,
-    CoverbaseWebhookEvent,
     asset_event_extra,
     run_events,
 )
+from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK, DEFAULT_PULL_POLL_INTERVAL
+from airflow_provider_coverbase.exceptions import CoverbaseConfigError
+from airflow_provider_coverbase.webhooks import CoverbaseWebhookEvent
 
 __all__ = [
     "ASSET_GROUP",
@@ -235,7 +235,7 @@ def triggering_coverbase_events(
     them all, not only the newest. ``asset`` limits the events to one asset; without it, the events
     of every ``coverbase://`` asset of the run are merged. Webhook events and pull-watcher events
     read the same (:class:`CoverbaseRunEvent`); see
-    :func:`airflow_provider_coverbase.webhooks.run_events` for the order and the de-duplication.
+    :func:`airflow_provider_coverbase.asset_events.run_events` for the order and the de-duplication.
     Asset events that are not Coverbase events (created by hand, for instance) are left out, with a
     warning in the task log. ``context`` defaults to the running task's context.
     """

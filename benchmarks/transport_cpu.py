@@ -151,7 +151,7 @@ def _wake_on_own_time() -> None:
 
 
 async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
-    from airflow_provider_coverbase.client._shared import shared_clients
+    from airflow_provider_coverbase.client._shared_clients import shared_clients
     from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
 
     transport, suffixes = split_transport(args.transport)

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG
 
-from airflow_provider_coverbase.macros import FILTERS, QUARTER, QUARTER_DUE_DATE
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
+from airflow_provider_coverbase.quarters import FILTERS, QUARTER, QUARTER_DUE_DATE
 
 # Seconds between status checks. The demo and the tests shorten it; a minute suits real sweeps.
 POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))

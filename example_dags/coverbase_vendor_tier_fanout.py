@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG
 
-from airflow_provider_coverbase.macros import FILTERS, QUARTER
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
+from airflow_provider_coverbase.quarters import FILTERS, QUARTER
 
 POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
 

@@ -22,9 +22,10 @@ AIRFLOW_FREE = [
     "airflow_provider_coverbase.exceptions",
     "airflow_provider_coverbase.get_provider_info",
     "airflow_provider_coverbase.models",
-    "airflow_provider_coverbase.tracking",
+    "airflow_provider_coverbase.asset_events",
+    "airflow_provider_coverbase.waiting.progress",
     "airflow_provider_coverbase.waiting",
-    "airflow_provider_coverbase.watching",
+    "airflow_provider_coverbase.waiting.pull_watch",
     "airflow_provider_coverbase.webhooks",
 ]
 

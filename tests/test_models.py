@@ -96,6 +96,6 @@ def test_current_run_derives_checkpoints_from_steps() -> None:
     [(1, "2026-Q1"), (3, "2026-Q1"), (4, "2026-Q2"), (9, "2026-Q3"), (10, "2026-Q4"), (12, "2026-Q4")],
 )
 def test_quarter_label(month: int, label: str) -> None:
-    from airflow_provider_coverbase.macros import quarter_label
+    from airflow_provider_coverbase.quarters import quarter_label
 
     assert quarter_label(datetime(2026, month, 15, tzinfo=UTC)) == label

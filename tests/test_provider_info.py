@@ -92,7 +92,7 @@ def test_the_form_asks_for_a_webhook_secret_of_at_least_16_characters() -> None:
 def test_the_receiver_plugin_is_registered_by_entry_point() -> None:
     from importlib.metadata import entry_points
 
-    from airflow_provider_coverbase.plugins.webhooks import CoverbaseWebhookPlugin
+    from airflow_provider_coverbase.plugins.webhook_receiver import CoverbaseWebhookPlugin
 
     (entry,) = [e for e in entry_points(group="airflow.plugins") if e.name == "coverbase"]
     assert entry.load() is CoverbaseWebhookPlugin

@@ -20,6 +20,7 @@ from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
 from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
 from airflow.triggers.base import BaseEventTrigger
 
+from airflow_provider_coverbase.asset_events import CoverbaseRunEvent, run_event_from_extra, run_events
 from airflow_provider_coverbase.assets import (
     WATCHER_NAME,
     asset_for_event,
@@ -30,8 +31,8 @@ from airflow_provider_coverbase.assets import (
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError
 from airflow_provider_coverbase.models import WorkflowRun
 from airflow_provider_coverbase.triggers import events as trigger_events
-from airflow_provider_coverbase.watching import event_payload
-from airflow_provider_coverbase.webhooks import CoverbaseRunEvent, parse_event, run_event_from_extra, run_events
+from airflow_provider_coverbase.waiting.pull_watch import event_payload
+from airflow_provider_coverbase.webhooks import parse_event
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_coverbase.asset_events import MAX_OUTPUT_BYTES, MAX_OUTPUT_DEPTH, asset_event_extra
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.webhooks import (
     MAX_BODY_BYTES,
     MAX_ID_LENGTH,
-    MAX_OUTPUT_BYTES,
-    MAX_OUTPUT_DEPTH,
     MAX_TIMESTAMP_TOLERANCE,
     MIN_SECRET_LENGTH,
     CoverbaseWebhookEvent,
@@ -25,7 +24,6 @@ from airflow_provider_coverbase.webhooks import (
     WebhookMalformedError,
     WebhookSignatureError,
     WebhookStaleError,
-    asset_event_extra,
     parse_event,
     receive,
     sign,
@@ -222,7 +220,7 @@ def test_a_body_without_any_time_is_refused() -> None:
 
 
 def test_the_tolerance_is_bounded_so_dedupe_records_outlive_every_acceptable_replay() -> None:
-    from airflow_provider_coverbase.plugins._store import RETENTION
+    from airflow_provider_coverbase.plugins.webhook_dedupe import RETENTION
 
     assert RETENTION.total_seconds() > 2 * MAX_TIMESTAMP_TOLERANCE
     body = legacy_body()

@@ -19,7 +19,7 @@ from airflow_provider_coverbase.client._config import (
     RetryPolicy,
 )
 from airflow_provider_coverbase.client._core import RunListFilters, check_json_object, is_missing_list_endpoint
-from airflow_provider_coverbase.client._shared import SharedClients, shared_clients
+from airflow_provider_coverbase.client._shared_clients import SharedClients, shared_clients
 from airflow_provider_coverbase.client._sync import CoverbaseClient
 from airflow_provider_coverbase.client._transport import AiohttpTransport
 

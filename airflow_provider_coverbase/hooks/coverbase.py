@@ -55,7 +55,7 @@ class CoverbaseHook(BaseHook):
     ``aget_connection``, so the triggerer's event loop never makes a blocking lookup. Each hook keeps
     one sync HTTP client and reuses it across calls. The async methods use the client *shared* by
     every hook of the same connection in the running event loop (one TLS context, kept-alive
-    connections and one request budget; see :mod:`airflow_provider_coverbase.client._shared`).
+    connections and one request budget; see :mod:`airflow_provider_coverbase.client._shared_clients`).
     Call :meth:`close`/:meth:`aclose` when done: ``aclose`` gives the shared client back, and the
     last user's ``aclose`` closes its connections. A user that keeps only the client (a waiting
     trigger) gives it back with :meth:`release_async_client`. Each hook looks its connection up;

@@ -41,9 +41,9 @@ from airflow_provider_coverbase.links.coverbase import (
     CoverbaseWorkflowRunLink,
 )
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.tracking import linked, outcome_error, progress_lines, timeout_error
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
+from airflow_provider_coverbase.waiting.progress import linked, outcome_error, progress_lines, timeout_error
 from airflow_provider_coverbase.waiting.reattach import (
     STATE_KEY,
     Started,
@@ -184,8 +184,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                 raise
             raise AirflowFailException(
                 f"{self.task_id}: the template uses the quarter_label filter (QUARTER from "
-                "airflow_provider_coverbase.macros), which this DAG does not register. Add "
-                "user_defined_filters=FILTERS to the DAG (from airflow_provider_coverbase.macros import "
+                "airflow_provider_coverbase.quarters), which this DAG does not register. Add "
+                "user_defined_filters=FILTERS to the DAG (from airflow_provider_coverbase.quarters import "
                 f"FILTERS; merge it with your own filters if you have some). Jinja said: {exc}"
             ) from None
 

@@ -15,9 +15,9 @@ from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.tracking import outcome_error, progress_lines
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import is_fatal
+from airflow_provider_coverbase.waiting.progress import outcome_error, progress_lines
 from airflow_provider_coverbase.waiting.schedule import next_pause, resolve_max_poll_interval
 
 if TYPE_CHECKING:

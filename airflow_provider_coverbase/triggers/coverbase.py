@@ -34,8 +34,8 @@ from airflow_provider_coverbase.client._core import Call
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
-from airflow_provider_coverbase.tracking import linked, outcome_error, progress_lines, timeout_error
 from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
+from airflow_provider_coverbase.waiting.progress import linked, outcome_error, progress_lines, timeout_error
 from airflow_provider_coverbase.waiting.schedule import (
     coalesced_delay,
     next_pause,
@@ -254,7 +254,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         )
 
 
-class _BodyToo:
+class _ParseWithBody:
     """A call's ``parse`` that also hands back the answer's body, so the trigger can keep bytes."""
 
     __slots__ = ("parse",)
@@ -267,4 +267,4 @@ class _BodyToo:
 
 
 def _with_body(call: Call[WorkflowRun]) -> Call[tuple[WorkflowRun, bytes]]:
-    return dataclasses.replace(call, parse=_BodyToo(call.parse))  # type: ignore[arg-type,return-value]
+    return dataclasses.replace(call, parse=_ParseWithBody(call.parse))  # type: ignore[arg-type,return-value]

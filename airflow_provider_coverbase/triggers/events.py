@@ -22,7 +22,7 @@ declare the same watchers, or Airflow stops and restarts the watch on each parse
 
 Airflow turns each event into an asset event whose ``extra`` is
 ``{"from_trigger": True, "payload": <event>}``; the payload has the keys of the webhook receiver's
-extra (see :func:`airflow_provider_coverbase.watching.event_payload`). One trigger's events go to
+extra (see :func:`airflow_provider_coverbase.waiting.pull_watch.event_payload`). One trigger's events go to
 every asset it watches, so put completed runs and failed runs on different assets with two
 watchers (``statuses=["completed"]`` and ``statuses=["failed"]``); they share one poll (below).
 
@@ -34,7 +34,7 @@ what was emitted lives in one of two places:
 
 - **Airflow >= 3.3: the asset state store** (``asset_state_store``, kept in Airflow's database
   per asset and injected by the triggerer). The trigger stores its
-  :class:`~airflow_provider_coverbase.watching.WatchState` (the highest ``completed_at`` handled
+  :class:`~airflow_provider_coverbase.waiting.pull_watch.WatchState` (the highest ``completed_at`` handled
   and the runs handled within ten minutes of it) under ``coverbase-watch:<conn>:<workflow>:<statuses>``,
   and writes it *before* handing the events over. After a restart it resumes from that state:
   runs that finished while the triggerer was down are emitted once, runs already emitted never
@@ -81,7 +81,7 @@ from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseEr
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 from airflow_provider_coverbase.waiting.errors import WATCH_ERROR_POLICY, ErrorStreak, is_fatal
-from airflow_provider_coverbase.watching import (
+from airflow_provider_coverbase.waiting.pull_watch import (
     API_STATUS,
     WatchState,
     event_payload,

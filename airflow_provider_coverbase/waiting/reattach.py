@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
-from airflow_provider_coverbase.tracking import describe_run
+from airflow_provider_coverbase.waiting.progress import describe_run
 
 __all__ = [
     "RESTART_AFTER",

@@ -23,7 +23,7 @@ from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun
 from airflow_provider_coverbase.triggers import events as events_module
 from airflow_provider_coverbase.triggers.events import CoverbaseWatchError, CoverbaseWorkflowRunEventTrigger
-from airflow_provider_coverbase.watching import GRACE_SECONDS, WatchState, event_payload, select_new_runs
+from airflow_provider_coverbase.waiting.pull_watch import GRACE_SECONDS, WatchState, event_payload, select_new_runs
 from tests.fake_api import API_KEY, FakeCoverbaseAPI
 
 WORKFLOW = "quarterly-privacy-sweep"

@@ -29,8 +29,8 @@ from airflow_provider_coverbase.exceptions import (
     NotFoundError,
 )
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
-from airflow_provider_coverbase.macros import FILTERS, QUARTER
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
+from airflow_provider_coverbase.quarters import FILTERS, QUARTER
 from airflow_provider_coverbase.testing import CoverbaseEmulator
 from tests.airflow.conftest import FakeTI, conn_value, make_context, operator
 

@@ -33,15 +33,15 @@ URL = f"/webhooks/{CONN}"
 def airflow_db() -> None:
     from airflow.utils import db
 
-    from airflow_provider_coverbase.plugins import _store
+    from airflow_provider_coverbase.plugins import webhook_dedupe
 
     db.resetdb()
-    _store._table_ready = False
+    webhook_dedupe._table_ready = False
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    from airflow_provider_coverbase.plugins.webhooks import create_app
+    from airflow_provider_coverbase.plugins.webhook_receiver import create_app
 
     with TestClient(create_app()) as test_client:
         yield test_client
@@ -445,7 +445,7 @@ def test_every_401_is_answered_at_the_same_time(
     client: TestClient, legacy_conn: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Item 5: a 401 for an unknown connection came 0.5-1.9 ms later than one for a bad signature.
-    from airflow_provider_coverbase.plugins import webhooks as receiver
+    from airflow_provider_coverbase.plugins import webhook_receiver as receiver
 
     now = [1000.0]
     answered: list[float] = []
@@ -486,7 +486,7 @@ def test_a_connection_without_a_secret_and_one_with_a_short_secret_answer_alike(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Items 5 and 8: same 401, and the receiver's log says what to fix for a short secret.
-    from airflow_provider_coverbase.plugins import webhooks as receiver
+    from airflow_provider_coverbase.plugins import webhook_receiver as receiver
 
     slept: list[float] = []
 
@@ -539,7 +539,7 @@ def test_run_reads_are_rate_limited_per_connection(
 ) -> None:
     # Item 6: undecided deliveries (the run still running) may be replayed; each read is budgeted.
     from airflow_provider_coverbase.client import RequestBudget
-    from airflow_provider_coverbase.plugins import webhooks as receiver
+    from airflow_provider_coverbase.plugins import webhook_receiver as receiver
 
     emu = current_conn
     emu.set_speed(0)
@@ -570,7 +570,7 @@ async def test_a_half_sent_body_is_answered_408(monkeypatch: pytest.MonkeyPatch)
     # Item 8: a body that never completes kept its connection open (20 s and more).
     import asyncio
 
-    from airflow_provider_coverbase.plugins import webhooks as receiver
+    from airflow_provider_coverbase.plugins import webhook_receiver as receiver
 
     monkeypatch.setattr(receiver, "BODY_READ_TIMEOUT", 0.05)
     from fastapi import Request

@@ -25,7 +25,7 @@ from airflow_provider_coverbase.exceptions import (
     RateLimitError,
 )
 from airflow_provider_coverbase.models import WorkflowRunStatus
-from airflow_provider_coverbase.tracking import outcome_error
+from airflow_provider_coverbase.waiting.progress import outcome_error
 from tests.client.conftest import BASE_URL, Api
 from tests.fake_api import FakeCoverbaseAPI
 

@@ -221,9 +221,9 @@ def _read_run(conn_id: str, event: CoverbaseWebhookEvent) -> _RunFacts:
 
 def _act(conn_id: str, event: CoverbaseWebhookEvent) -> JSONResponse:
     """Everything after verification: dedupe, run details if needed, the asset event."""
-    from airflow_provider_coverbase.plugins import _store
+    from airflow_provider_coverbase.plugins import webhook_dedupe
 
-    if _store.already_recorded(conn_id, event.event_id):
+    if webhook_dedupe.already_recorded(conn_id, event.event_id):
         return _answer(200, status="duplicate", event_id=event.event_id)
     facts = _RunFacts(event.workflow_name, event.status)
     try:
@@ -251,8 +251,8 @@ def _act(conn_id: str, event: CoverbaseWebhookEvent) -> JSONResponse:
     except _Ignore as exc:
         log.info("Coverbase webhook %s (%s) ignored: %s", event.event_id, event.event_type, exc)
         try:
-            decided = _store.record_decision(conn_id, event)
-        except _store.UnstorableError as unstorable:
+            decided = webhook_dedupe.record_decision(conn_id, event)
+        except webhook_dedupe.UnstorableError as unstorable:
             return _unstorable(event, str(unstorable))
         if not decided:  # a concurrent delivery of the same event decided first
             return _answer(200, status="duplicate", event_id=event.event_id)
@@ -261,15 +261,15 @@ def _act(conn_id: str, event: CoverbaseWebhookEvent) -> JSONResponse:
         asset = asset_for_event(event, conn_id, facts.workflow_name)
         if asset is None:  # pragma: no cover - a workflow event with a name always has an asset
             raise CoverbaseConfigError("no asset")
-        if len(asset.uri) > _store.MAX_ASSET_URI_LENGTH:
+        if len(asset.uri) > webhook_dedupe.MAX_ASSET_URI_LENGTH:
             raise ValueError(f"its asset URI is {len(asset.uri)} characters long")
     except (ValueError, CoverbaseConfigError) as exc:
         # Airflow refuses asset names and URIs over 1,500 characters: this event can never be stored.
         return _unstorable(event, f"the event's asset cannot exist in Airflow ({exc})")
     extra = extra_for_event(event, workflow_name=facts.workflow_name, status=facts.status)
     try:
-        outcome = _store.record_event(conn_id, event, asset_name=asset.name, asset_uri=asset.uri, extra=extra)
-    except _store.UnstorableError as exc:
+        outcome = webhook_dedupe.record_event(conn_id, event, asset_name=asset.name, asset_uri=asset.uri, extra=extra)
+    except webhook_dedupe.UnstorableError as exc:
         return _unstorable(event, str(exc))
     log.info(
         "Coverbase webhook %s (%s, run %s) on %s: %s",

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_provider_coverbase.asset_events import asset_event_extra
 from airflow_provider_coverbase.models import TERMINAL_STATUSES, WorkflowRun, WorkflowRunStatus
-from airflow_provider_coverbase.webhooks import asset_event_extra
 
 __all__ = [
     "API_STATUS",
@@ -164,7 +164,7 @@ def event_payload(run: WorkflowRun) -> dict[str, Any]:
     yields the same ID; ``checkpoint`` is ``None`` (a poll sees no checkpoints); ``occurred_at`` is
     the run's ``completed_at``, written as ISO-8601 like the receiver's; ``output`` is the run's
     output, which the current API never returns (``None``). Built by
-    :func:`~airflow_provider_coverbase.webhooks.asset_event_extra`, as the receiver's extra is.
+    :func:`~airflow_provider_coverbase.asset_events.asset_event_extra`, as the receiver's extra is.
     """
     status = run.status
     return asset_event_extra(
