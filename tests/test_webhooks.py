@@ -116,7 +116,10 @@ def test_garbled_signatures_fail_without_crashing(signature: str) -> None:
 
 def test_tolerated_header_spellings() -> None:
     for value in (UNICODE_SIGNATURE.upper(), f" {UNICODE_SIGNATURE} ", f"sha256={UNICODE_SIGNATURE}"):
-        verify_signature(UNICODE_BODY, value, UNICODE_SECRET)
+        assert verify_signature(UNICODE_BODY, value, UNICODE_SECRET) is None
+        # Tolerated as a spelling only: the same header still fails for any other body.
+        with pytest.raises(WebhookSignatureError):
+            verify_signature(UNICODE_BODY + b" ", value, UNICODE_SECRET)
 
 
 def test_no_secret_refuses_everything() -> None:
@@ -142,7 +145,13 @@ def test_errors_never_contain_the_secret_or_the_signature() -> None:
 
 @pytest.mark.parametrize("offset", [0, 299, -299, 300, -300])
 def test_timestamp_within_tolerance(offset: int) -> None:
-    verify_signature(UNICODE_BODY, UNICODE_SIGNATURE, UNICODE_SECRET, timestamp=str(int(NOW) + offset), now=NOW)
+    sent = str(int(NOW) + offset)
+    assert verify_signature(UNICODE_BODY, UNICODE_SIGNATURE, UNICODE_SECRET, timestamp=sent, now=NOW) is None
+    if offset:  # the same delivery is stale for a tolerance just below its skew
+        with pytest.raises(WebhookStaleError):
+            verify_signature(
+                UNICODE_BODY, UNICODE_SIGNATURE, UNICODE_SECRET, timestamp=sent, now=NOW, tolerance=abs(offset) - 1
+            )
 
 
 def test_stale_timestamp_fails() -> None:

@@ -319,6 +319,9 @@ async def test_transient_errors_back_off_and_polling_goes_on(fake: FakeCoverbase
     finish(fake, a, at=T0)
     await wait_until(lambda: len(running.events) == 1)
     await running.stop()
+    assert not fake.script  # the scripted 503 was answered, and the watch went on
+    assert [e["workflow_run_id"] for e in running.events] == [a]
+    assert list_calls(fake) >= 3  # the failed poll, the baseline, the poll that saw the run
 
 
 @pytest.mark.parametrize(
@@ -501,6 +504,8 @@ async def test_a_store_of_another_shape_falls_back_to_memory(fake: FakeCoverbase
     finish(fake, a, at=T0)
     await wait_until(lambda: len(running.events) == 1)
     await running.stop()
+    assert [e["workflow_run_id"] for e in running.events] == [a]
+    assert trigger._store() is None  # the unusable store is left alone: the state is kept in memory
 
 
 def test_a_watcher_of_several_assets_keeps_its_state_with_the_first_by_name() -> None:
