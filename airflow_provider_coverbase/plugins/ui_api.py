@@ -1,0 +1,558 @@
+"""The JSON API behind the "Coverbase" views of the Airflow UI (a task instance tab and a nav page).
+
+Mounted by :class:`~airflow_provider_coverbase.plugins.ui.CoverbaseUIPlugin` on ``airflow
+api-server`` at :data:`URL_PREFIX`:
+
+- ``GET /api/runs``: every Coverbase run Airflow started, watched or heard of by webhook, newest
+  first, filtered (``status``, ``workflow``, ``dag_id``, ``conn_id``, ``stale_only``) and paginated
+  (``limit``, ``offset``), with the filter choices (``facets``) and the total. A run is *stale*
+  when it is not finished and made no progress (no checkpoint, no start) for ``stale_hours``.
+- ``GET /api/task-instance``: the run of one task instance (``dag_id``, ``dag_run_id``,
+  ``task_id``, ``map_index``): the record the task pushed, refreshed from Coverbase while the run
+  is not finished, and the webhook deliveries received for it.
+- ``GET /static/main.umd.cjs``: the React bundle the UI loads.
+
+**Authentication and authorization are Airflow's own.** Every endpoint needs a valid Airflow token
+(``GetUserDep``: 401 without one). Runs recorded by task instances are visible only when the auth
+manager lets the user read the DAG (``get_authorized_dag_ids``, as Airflow's own XCom and task
+instance endpoints filter), in the rows, the total and the filter choices alike. A run known only
+from webhooks has no DAG: like an asset event without a source DAG in Airflow's own API, it is
+visible to a user who may read assets.
+
+**Where the data comes from.** The XCom record each task pushes
+(:mod:`airflow_provider_coverbase.monitoring`), the receiver's dedupe table and its asset events;
+nothing here writes to the database. For the rows on screen whose run is not finished, the run is
+read from Coverbase through the task's connection: at most one GET per visible row, none while the
+cached reading is younger than :data:`LIVE_TTL` seconds, one attempt with short timeouts, through
+one client per connection (so one request budget per connection in this process). The API key is
+used only inside this process; no answer contains it.
+
+Records are parsed once per process and kept (by XCom row and timestamp), so a page over 10,000
+recorded runs reads the XCom keys and timestamps and parses only what changed
+(``benchmarks/ui_api.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from airflow.api_fastapi.common.db.common import SessionDep
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session
+
+from airflow_provider_coverbase.client import CoverbaseClient, RetryPolicy
+from airflow_provider_coverbase.exceptions import CoverbaseError
+from airflow_provider_coverbase.models import WorkflowRun
+from airflow_provider_coverbase.monitoring import XCOM_KEY, checkpoint_times, current_step, expected_next_poll
+
+__all__ = ["LIVE_TTL", "URL_PREFIX", "create_app"]
+
+URL_PREFIX = "/coverbase-ui"
+#: Seconds a reading of a run from Coverbase is reused before the next page view reads it again.
+LIVE_TTL = 15.0
+#: Seconds allowed for reading one run from Coverbase while answering.
+LIVE_TIMEOUT = 3.0
+MAX_PAGE = 100
+DEFAULT_STALE_HOURS = 24.0
+TERMINAL = ("completed", "failed", "cancelled")
+BUNDLE_DIR = Path(__file__).parent / "www" / "dist"
+
+
+# ---- who may see what -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Access:
+    """What the calling user may read: the DAG ids, and whether assets (webhook-only runs)."""
+
+    dag_ids: frozenset[str]
+    assets: bool
+
+
+def _access(user: Any) -> Access:
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import AssetDetails
+
+    manager = get_auth_manager()
+    dag_ids = frozenset(manager.get_authorized_dag_ids(user=user, method="GET"))
+    assets = bool(manager.is_authorized_asset(method="GET", details=AssetDetails(), user=user))
+    return Access(dag_ids, assets)
+
+
+def _user_access(user: GetUserDep) -> Access:
+    """The calling user's access (401 from ``GetUserDep`` without a valid Airflow token)."""
+    return _access(user)
+
+
+AccessDep = Annotated[Access, Depends(_user_access)]
+
+
+# ---- records, parsed once ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    """One run as the page lists it."""
+
+    key: tuple[str, str, str, int]  # dag_id, dag run id, task_id, map_index ("" ids for webhook-only runs)
+    record: Mapping[str, Any]
+    source: str  # "task" or "webhook"
+
+    @property
+    def started(self) -> float:
+        return float(self.record.get("started_at") or self.record.get("last_poll_at") or 0.0)
+
+
+class _RecordCache:
+    """Parsed XCom records by XCom row, refreshed by timestamp (thread safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str, str, int], tuple[datetime, dict[str, Any]]] = {}
+
+    def load(self, session: Session) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+        from airflow.models.xcom import XComModel
+
+        x = XComModel
+        stamps = session.execute(
+            sa.select(x.dag_id, x.run_id, x.task_id, x.map_index, x.timestamp).where(x.key == XCOM_KEY)
+        ).all()
+        current = {(d, r, t, int(m)): ts for d, r, t, m, ts in stamps}
+        with self._lock:
+            stale = [k for k, ts in current.items() if k not in self._rows or self._rows[k][0] != ts]
+            for gone in set(self._rows) - set(current):
+                del self._rows[gone]
+        for chunk in _chunks(stale, 500):
+            by_run: dict[tuple[str, str], list[tuple[str, int]]] = {}
+            for d, r, t, m in chunk:
+                by_run.setdefault((d, r), []).append((t, m))
+            clauses = [
+                sa.and_(x.dag_id == d, x.run_id == r, x.task_id.in_({t for t, _ in items}))
+                for (d, r), items in by_run.items()
+            ]
+            fetched = session.execute(
+                sa.select(x.dag_id, x.run_id, x.task_id, x.map_index, x.timestamp, x.value).where(
+                    x.key == XCOM_KEY, sa.or_(*clauses)
+                )
+            ).all()
+            with self._lock:
+                for d, r, t, m, ts, value in fetched:
+                    parsed = _decode(value)
+                    if parsed is not None:
+                        self._rows[(d, r, t, int(m))] = (ts, parsed)
+        with self._lock:
+            return {k: v for k, (_, v) in self._rows.items() if k in current}
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _decode(value: Any) -> dict[str, Any] | None:
+    """An XCom value as stored (a JSON text inside the JSON column) -> the record, or ``None``."""
+    for _ in range(2):
+        if isinstance(value, dict):
+            return value if value.get("workflow_run_id") else None
+        if not isinstance(value, str | bytes):
+            return None
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) and value.get("workflow_run_id") else None
+
+
+_records = _RecordCache()
+
+
+# ---- webhooks ---------------------------------------------------------------------------------
+
+
+def _deliveries(session: Session, run_ids: Iterable[str] | None = None) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Webhook deliveries recorded by the receiver, by (connection, run id), oldest first."""
+    from airflow.models.asset import AssetEvent
+
+    from airflow_provider_coverbase.plugins import _store
+
+    table = _store.dedupe_table
+    engine = session.get_bind()
+    if not sa.inspect(engine).has_table(_store.TABLE_NAME):
+        return {}
+    query = (
+        sa.select(
+            table.c.conn_id,
+            table.c.workflow_run_id,
+            table.c.event_id,
+            table.c.event_type,
+            table.c.received_at,
+            table.c.asset_uri,
+            AssetEvent.extra,
+        )
+        .outerjoin(AssetEvent, AssetEvent.id == table.c.asset_event_id)
+        .where(table.c.workflow_run_id.is_not(None))
+        .order_by(table.c.received_at)
+    )
+    if run_ids is not None:
+        query = query.where(table.c.workflow_run_id.in_(list(run_ids)))
+    result: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for conn_id, run_id, event_id, event_type, received_at, asset_uri, extra in session.execute(query):
+        extra = extra if isinstance(extra, dict) else {}
+        result.setdefault((conn_id, run_id), []).append(
+            {
+                "event_id": event_id,
+                "event_type": event_type,
+                "received_at": float(received_at),
+                "occurred_at": _unix(extra.get("occurred_at")),
+                "status": extra.get("status"),
+                "checkpoint": extra.get("checkpoint"),
+                "workflow_name": extra.get("workflow_name"),
+                "asset_uri": asset_uri,
+            }
+        )
+    return result
+
+
+def _unix(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _webhook_record(conn_id: str, run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the deliveries alone say about a run nobody in Airflow started or watched."""
+    status = None
+    workflow = None
+    checkpoints = []
+    for event in events:
+        status = event["status"] or status
+        workflow = event["workflow_name"] or workflow
+        if event["checkpoint"]:
+            at = event["occurred_at"] or event["received_at"]
+            checkpoints.append({"name": event["checkpoint"], "at": at, "source": "webhook"})
+    times = [e["occurred_at"] or e["received_at"] for e in events]
+    return {
+        "conn_id": conn_id,
+        "workflow_run_id": run_id,
+        "workflow_name": workflow,
+        "status": status or "running",
+        "started_at": min(times) if times else None,
+        "checkpoints": checkpoints,
+        "origin": "webhook",
+        "url": None,
+    }
+
+
+def _with_webhook_checkpoints(record: Mapping[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record, with the times Coverbase gave in ``workflow.checkpoint`` deliveries."""
+    sent = {e["checkpoint"]: e["occurred_at"] for e in events if e["checkpoint"] and e["occurred_at"]}
+    if not sent:
+        return dict(record)
+    checkpoints = [
+        {"name": c["name"], "at": sent[c["name"]], "source": "webhook"}
+        if c.get("source") != "coverbase" and c["name"] in sent
+        else c
+        for c in record.get("checkpoints") or []
+    ]
+    return {**record, "checkpoints": checkpoints}
+
+
+# ---- live readings from Coverbase -------------------------------------------------------------
+
+
+class _Live:
+    """Readings of runs from Coverbase for the rows on screen: cached, one client per connection."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._clients: dict[str, CoverbaseClient] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
+
+    def _client(self, conn_id: str) -> CoverbaseClient:
+        with self._lock:
+            client = self._clients.get(conn_id)
+        if client is not None:
+            return client
+        from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook, settings_from_connection
+
+        conn = CoverbaseHook.get_connection(conn_id)
+        settings = settings_from_connection(
+            conn_id, host=conn.host, port=conn.port, password=conn.password, extra=conn.extra
+        )
+        config = dataclasses.replace(
+            settings.client,
+            timeout=min(settings.client.timeout, LIVE_TIMEOUT),
+            connect_timeout=min(settings.client.connect_timeout, LIVE_TIMEOUT),
+            retry=RetryPolicy(max_attempts=1),
+        )
+        client = CoverbaseClient(config=config)
+        with self._lock:
+            existing = self._clients.setdefault(conn_id, client)
+        if existing is not client:
+            client.close()
+        return existing
+
+    def refresh(self, record: Mapping[str, Any], now: float) -> dict[str, Any]:
+        """The record updated from Coverbase (at most one GET; none while the cache is fresh)."""
+        conn_id, run_id = record.get("conn_id"), record.get("workflow_run_id")
+        if not conn_id or not run_id or record.get("status") in TERMINAL:
+            return dict(record)
+        key = (str(conn_id), str(run_id))
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < LIVE_TTL:
+            return _merge(record, cached[1])
+        try:
+            run = self._client(key[0]).get_workflow_run(key[1])
+        except (CoverbaseError, Exception) as exc:  # an unreadable run shows the record, and why
+            reason = exc.message if isinstance(exc, CoverbaseError) else type(exc).__name__
+            return {**record, "live_error": f"could not read the run from Coverbase: {reason}"}
+        reading = _reading(run, record, cached[1] if cached else None, now)
+        with self._lock:
+            self._cache[key] = (now, reading)
+        return _merge(record, reading)
+
+
+def _reading(
+    run: WorkflowRun, record: Mapping[str, Any], earlier: Mapping[str, Any] | None, now: float
+) -> dict[str, Any]:
+    previous = {"checkpoints": [*(record.get("checkpoints") or []), *((earlier or {}).get("checkpoints") or [])]}
+    failed = run.failed_step
+    return {
+        "status": run.status.value,
+        "api_status": run.api_status,
+        "completed_at": run.completed_at.timestamp() if run.completed_at else None,
+        "checkpoints": checkpoint_times(run, previous, now),
+        "current_step": current_step(run),
+        "failed_step": failed.label if failed is not None else None,
+        "failure_reason": run.failure_reason,
+        "read_at": now,
+    }
+
+
+def _merge(record: Mapping[str, Any], reading: Mapping[str, Any]) -> dict[str, Any]:
+    return {**record, **reading, "live": True}
+
+
+_live = _Live()
+
+
+# ---- shaping ----------------------------------------------------------------------------------
+
+
+def _last_progress(record: Mapping[str, Any]) -> float | None:
+    times = [float(c["at"]) for c in record.get("checkpoints") or [] if isinstance(c.get("at"), int | float)]
+    started = record.get("started_at")
+    if isinstance(started, int | float):
+        times.append(float(started))
+    return max(times) if times else None
+
+
+def _ti_path(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
+    from urllib.parse import quote
+
+    path = f"dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
+    return f"{path}/mapped/{map_index}" if map_index >= 0 else path
+
+
+def _summary(row: Row, now: float, stale_after: float) -> dict[str, Any]:
+    record = row.record
+    dag_id, run_id, task_id, map_index = row.key
+    checkpoints = record.get("checkpoints") or []
+    progress = _last_progress(record)
+    terminal = record.get("status") in TERMINAL
+    started = record.get("started_at")
+    return {
+        "source": row.source,
+        "dag_id": dag_id or None,
+        "dag_run_id": run_id or None,
+        "task_id": task_id or None,
+        "map_index": map_index,
+        "try_number": record.get("try_number"),
+        "ti_path": _ti_path(dag_id, run_id, task_id, map_index) if row.source == "task" else None,
+        "conn_id": record.get("conn_id"),
+        "workflow": record.get("workflow_name") or record.get("workflow"),
+        "workflow_run_id": record.get("workflow_run_id"),
+        "status": record.get("status"),
+        "started_at": started,
+        "age_seconds": now - float(started) if isinstance(started, int | float) else None,
+        "last_checkpoint": checkpoints[-1]["name"] if checkpoints else None,
+        "last_progress_at": progress,
+        "stale": (not terminal) and progress is not None and now - progress > stale_after,
+        "coverbase_url": record.get("url"),
+        "failure_reason": record.get("failure_reason"),
+        "live_error": record.get("live_error"),
+    }
+
+
+def _visible_rows(session: Session, access: Access) -> list[Row]:
+    records = _records.load(session)
+    rows = [Row(key, record, "task") for key, record in records.items() if key[0] in access.dag_ids]
+    if access.assets:
+        known = {str(record.get("workflow_run_id")) for record in records.values()}  # every DAG's, seen or not
+        for (conn_id, run_id), events in _deliveries(session).items():
+            if run_id not in known:
+                rows.append(Row(("", "", "", -1), _webhook_record(conn_id, run_id, events), "webhook"))
+    rows.sort(key=lambda row: row.started, reverse=True)
+    return rows
+
+
+def _facets(summaries: list[dict[str, Any]]) -> dict[str, list[str]]:
+    return {
+        name: sorted({str(s[field]) for s in summaries if s[field] is not None})
+        for name, field in (
+            ("status", "status"),
+            ("workflow", "workflow"),
+            ("dag_id", "dag_id"),
+            ("conn_id", "conn_id"),
+        )
+    }
+
+
+# ---- endpoints --------------------------------------------------------------------------------
+
+
+def list_runs(
+    access: Access,
+    session: Session,
+    *,
+    status: str | None = None,
+    workflow: str | None = None,
+    dag_id: str | None = None,
+    conn_id: str | None = None,
+    stale_hours: float = DEFAULT_STALE_HOURS,
+    stale_only: bool = False,
+    limit: int = 25,
+    offset: int = 0,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The page of runs (see the module docstring); the rows on it refreshed from Coverbase."""
+    now = time.time() if now is None else now
+    stale_after = stale_hours * 3600.0
+    rows = _visible_rows(session, access)
+    summaries = [_summary(row, now, stale_after) for row in rows]
+    facets = _facets(summaries)
+    wanted = {"status": status, "workflow": workflow, "dag_id": dag_id, "conn_id": conn_id}
+    chosen = [
+        (row, s)
+        for row, s in zip(rows, summaries, strict=True)
+        if all(v is None or s[k] == v for k, v in wanted.items()) and (s["stale"] or not stale_only)
+    ]
+    refreshed = []
+    for row, item in chosen[offset : offset + limit]:
+        if row.source == "task" and item["status"] not in TERMINAL:
+            item = _summary(Row(row.key, _live.refresh(row.record, now), "task"), now, stale_after)
+        refreshed.append(item)
+    return {
+        "total": len(chosen),
+        "offset": offset,
+        "limit": limit,
+        "stale_hours": stale_hours,
+        "facets": facets,
+        "runs": refreshed,
+        "now": now,
+    }
+
+
+def task_instance_run(
+    access: Access, session: Session, *, dag_id: str, dag_run_id: str, task_id: str, map_index: int = -1
+) -> dict[str, Any]:
+    """The run of one task instance, refreshed from Coverbase while it is not finished."""
+    if dag_id not in access.dag_ids:
+        raise HTTPException(403, detail=f"You may not read DAG '{dag_id}'.")
+    from airflow.models.taskinstance import TaskInstance
+
+    state = session.execute(
+        sa.select(TaskInstance.state, TaskInstance.try_number).where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.run_id == dag_run_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.map_index == map_index,
+        )
+    ).first()
+    records = _records.load(session)
+    record = records.get((dag_id, dag_run_id, task_id, map_index))
+    ti = {"state": state[0] if state else None, "try_number": state[1] if state else None}
+    if record is None:
+        return {"run": None, "task_instance": ti, "deliveries": []}
+    now = time.time()
+    events = _deliveries(session, [str(record["workflow_run_id"])]).get(
+        (str(record.get("conn_id")), str(record["workflow_run_id"])), []
+    )
+    view = _with_webhook_checkpoints(_live.refresh(record, now), events)
+    if ti["state"] in ("deferred", "running", "up_for_reschedule") and view.get("status") not in TERMINAL:
+        view["next_poll_at"] = expected_next_poll(view, now) if view.get("live") else view.get("next_poll_at")
+    else:
+        view["next_poll_at"] = None
+    view["last_progress_at"] = _last_progress(view)
+    return {"run": view, "task_instance": ti, "deliveries": events, "now": now}
+
+
+def create_app() -> FastAPI:
+    """The FastAPI app of the UI's API and bundle (mounted at :data:`URL_PREFIX`)."""
+    app = FastAPI(title="Coverbase UI", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/api/runs")
+    def runs(
+        access: AccessDep,
+        session: SessionDep,
+        status: str | None = None,
+        workflow: str | None = None,
+        dag_id: str | None = None,
+        conn_id: str | None = None,
+        stale_hours: Annotated[float, Query(gt=0, le=24 * 365)] = DEFAULT_STALE_HOURS,
+        stale_only: bool = False,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 25,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        return list_runs(
+            access,
+            session,
+            status=status,
+            workflow=workflow,
+            dag_id=dag_id,
+            conn_id=conn_id,
+            stale_hours=stale_hours,
+            stale_only=stale_only,
+            limit=limit,
+            offset=offset,
+        )
+
+    @app.get("/api/task-instance")
+    def task_instance(
+        access: AccessDep,
+        session: SessionDep,
+        dag_id: str,
+        dag_run_id: str,
+        task_id: str,
+        map_index: int = -1,
+    ) -> dict[str, Any]:
+        return task_instance_run(
+            access, session, dag_id=dag_id, dag_run_id=dag_run_id, task_id=task_id, map_index=map_index
+        )
+
+    if BUNDLE_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=BUNDLE_DIR), name="static")
+    return app
