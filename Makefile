@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
+.PHONY: test test-airflow-3.2 ui-check ui-build ui-test ui-bundle-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,24 @@ airflow: $(STAMP)
 ui-check: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[ui-check]'
 	$(BIN)/python scripts/ui_check.py
+
+## make ui-test: the Coverbase UI plugin's TypeScript check and vitest component tests (Node 20 + npm).
+## make ui-build: rebuild the committed bundle from the lockfile (npm ci, vite build).
+## make ui-bundle-check: the committed bundle equals a fresh build from the lockfile.
+UI_DIR := airflow_provider_coverbase/plugins/www
+
+$(UI_DIR)/node_modules/.package-lock.json: $(UI_DIR)/package-lock.json
+	cd $(UI_DIR) && npm ci --no-audit --no-fund
+
+ui-test: $(UI_DIR)/node_modules/.package-lock.json
+	cd $(UI_DIR) && npx tsc --noEmit && npx vitest run
+
+ui-build: $(UI_DIR)/node_modules/.package-lock.json
+	cd $(UI_DIR) && npx vite build
+
+ui-bundle-check: ui-build
+	git diff --exit-code -- $(UI_DIR)/dist || (echo "The committed UI bundle differs from a fresh build: run make ui-build and commit $(UI_DIR)/dist"; exit 1)
+	test -z "$$(git status --porcelain -- $(UI_DIR)/dist)"
 
 ## make emulator: the emulator alone, on port 8900.
 emulator: $(STAMP)
