@@ -29,7 +29,10 @@ def source_files(folder: str) -> set[str]:
     return {
         path.relative_to(REPO).as_posix()
         for path in root.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and "node_modules" not in path.parts and path.suffix != ".pyc"
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and "node_modules" not in path.parts
+        and path.suffix != ".pyc"
     }
 
 

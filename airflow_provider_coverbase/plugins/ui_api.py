@@ -54,6 +54,7 @@ from airflow_provider_coverbase.client import CoverbaseClient, RetryPolicy
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun
 from airflow_provider_coverbase.monitoring import XCOM_KEY, checkpoint_times, current_step, expected_next_poll
+from airflow_provider_coverbase.webhooks import _KINDS as EVENT_KINDS  # the one table of event types
 
 __all__ = ["LIVE_TTL", "URL_PREFIX", "create_app"]
 
@@ -102,56 +103,161 @@ AccessDep = Annotated[Access, Depends(_user_access)]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Row:
-    """One run as the page lists it."""
+    """One run as the page lists it, with the facts the filters and the order need."""
 
     key: tuple[str, str, str, int]  # dag_id, dag run id, task_id, map_index ("" ids for webhook-only runs)
     record: Mapping[str, Any]
     source: str  # "task" or "webhook"
+    status: str | None = None
+    workflow: str | None = None
+    conn_id: str | None = None
+    started: float = 0.0
+    progress: float | None = None
 
-    @property
-    def started(self) -> float:
-        return float(self.record.get("started_at") or self.record.get("last_poll_at") or 0.0)
+    @classmethod
+    def of(cls, key: tuple[str, str, str, int], record: Mapping[str, Any], source: str) -> Row:
+        started = record.get("started_at") or record.get("last_poll_at") or 0.0
+        return cls(
+            key,
+            record,
+            source,
+            status=record.get("status"),
+            workflow=record.get("workflow_name") or record.get("workflow"),
+            conn_id=record.get("conn_id"),
+            started=float(started),
+            progress=_last_progress(record),
+        )
+
+    def stale(self, now: float, stale_after: float) -> bool:
+        return self.status not in TERMINAL and self.progress is not None and now - self.progress > stale_after
 
 
 class _RecordCache:
-    """Parsed XCom records by XCom row, refreshed by timestamp (thread safe)."""
+    """Parsed XCom records by XCom row, refreshed by timestamp (thread safe).
+
+    A cheap aggregate (count and newest timestamp of the records, count and newest delivery of the
+    webhook table) is the version of what is stored: while it does not change, nothing is read
+    again; when it does, the keys and timestamps are read and only new or changed rows are parsed.
+    The sorted rows one user may see are kept per version and access.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._rows: dict[tuple[str, str, str, int], tuple[datetime, dict[str, Any]]] = {}
+        self._rows: dict[tuple[str, str, str, int], tuple[datetime, Row]] = {}
+        self._version: tuple[Any, ...] | None = None
+        self._webhook_rows: list[Row] = []
+        self._views: dict[tuple[Any, ...], tuple[list[Row], dict[str, list[str]]]] = {}
 
-    def load(self, session: Session) -> dict[tuple[str, str, str, int], dict[str, Any]]:
-        from airflow.models.xcom import XComModel
+    def _read_version(self, session: Session) -> tuple[Any, ...]:
+        from airflow_provider_coverbase.plugins import _store
 
-        x = XComModel
+        xcom = _xcom_table()
+        version: tuple[Any, ...] = tuple(
+            session.execute(
+                sa.select(sa.func.count(), sa.func.max(xcom.c.timestamp)).where(xcom.c.key == XCOM_KEY)
+            ).one()
+        )
+        if _has_dedupe_table(session):
+            table = _store.dedupe_table
+            version += tuple(session.execute(sa.select(sa.func.count(), sa.func.max(table.c.received_at))).one())
+        return version
+
+    def refresh(self, session: Session) -> tuple[Any, ...]:
+        """Bring the cache up to what is stored; returns the version."""
+        version = self._read_version(session)
+        with self._lock:
+            if version == self._version:
+                return version
+        xcom = _xcom_table()
+        c = xcom.c
         stamps = session.execute(
-            sa.select(x.dag_id, x.run_id, x.task_id, x.map_index, x.timestamp).where(x.key == XCOM_KEY)
+            sa.select(c.dag_id, c.run_id, c.task_id, c.map_index, c.timestamp).where(c.key == XCOM_KEY)
         ).all()
         current = {(d, r, t, int(m)): ts for d, r, t, m, ts in stamps}
         with self._lock:
             stale = [k for k, ts in current.items() if k not in self._rows or self._rows[k][0] != ts]
             for gone in set(self._rows) - set(current):
                 del self._rows[gone]
-        for chunk in _chunks(stale, 500):
-            by_run: dict[tuple[str, str], list[tuple[str, int]]] = {}
-            for d, r, t, m in chunk:
-                by_run.setdefault((d, r), []).append((t, m))
-            clauses = [
-                sa.and_(x.dag_id == d, x.run_id == r, x.task_id.in_({t for t, _ in items}))
-                for (d, r), items in by_run.items()
-            ]
-            fetched = session.execute(
-                sa.select(x.dag_id, x.run_id, x.task_id, x.map_index, x.timestamp, x.value).where(
-                    x.key == XCOM_KEY, sa.or_(*clauses)
+        columns = (c.dag_id, c.run_id, c.task_id, c.map_index, c.timestamp, c.value)
+        if len(stale) > 200:  # many: one scan of the records beats a long OR
+            batches = [sa.select(*columns).where(c.key == XCOM_KEY)]
+        else:
+            batches = [
+                sa.select(*columns).where(
+                    c.key == XCOM_KEY,
+                    sa.or_(
+                        *(
+                            sa.and_(c.dag_id == d, c.run_id == r, c.task_id == t, c.map_index == m)
+                            for d, r, t, m in chunk
+                        )
+                    ),
                 )
-            ).all()
-            with self._lock:
-                for d, r, t, m, ts, value in fetched:
-                    parsed = _decode(value)
-                    if parsed is not None:
-                        self._rows[(d, r, t, int(m))] = (ts, parsed)
+                for chunk in _chunks(stale, 100)
+            ]
+        wanted = set(stale)
+        parsed: dict[tuple[str, str, str, int], tuple[datetime, Row]] = {}
+        for query in batches:
+            for d, r, t, m, ts, value in session.execute(query):
+                key = (d, r, t, int(m))
+                if key in wanted and (record := _decode(value)) is not None:
+                    parsed[key] = (ts, Row.of(key, record, "task"))
+        known = {str(row.record.get("workflow_run_id")) for _, row in parsed.values()}
         with self._lock:
-            return {k: v for k, (_, v) in self._rows.items() if k in current}
+            self._rows.update(parsed)
+            known |= {str(row.record.get("workflow_run_id")) for _, row in self._rows.values()}
+        webhook_rows = [
+            Row.of(("", "", "", -1), _webhook_record(conn_id, run_id, events), "webhook")
+            for (conn_id, run_id), events in _deliveries(session).items()
+            if run_id not in known  # a run some task recorded, in any DAG, is that task's row
+        ]
+        with self._lock:
+            self._webhook_rows = webhook_rows
+            self._version = version
+            self._views.clear()
+        return version
+
+    def records(self, session: Session) -> dict[tuple[str, str, str, int], Mapping[str, Any]]:
+        self.refresh(session)
+        with self._lock:
+            return {k: row.record for k, (_, row) in self._rows.items()}
+
+    def view(self, session: Session, access: Access) -> tuple[list[Row], dict[str, list[str]]]:
+        """The rows ``access`` may see, newest first, and the filter choices among them."""
+        version = self.refresh(session)
+        cache_key = (version, access)
+        with self._lock:
+            cached = self._views.get(cache_key)
+            if cached is not None:
+                return cached
+            rows = [row for _, row in self._rows.values() if row.key[0] in access.dag_ids]
+            if access.assets:
+                rows += self._webhook_rows
+        rows.sort(key=lambda row: row.started, reverse=True)
+        facets = {
+            "status": sorted({row.status for row in rows if row.status}),
+            "workflow": sorted({row.workflow for row in rows if row.workflow}),
+            "dag_id": sorted({row.key[0] for row in rows if row.key[0]}),
+            "conn_id": sorted({row.conn_id for row in rows if row.conn_id}),
+        }
+        with self._lock:
+            if len(self._views) > 64:
+                self._views.clear()
+            self._views[cache_key] = (rows, facets)
+        return rows, facets
+
+
+def _xcom_table() -> sa.Table:
+    from airflow.models.xcom import XComModel
+
+    table = XComModel.__table__
+    assert isinstance(table, sa.Table)
+    return table
+
+
+def _has_dedupe_table(session: Session) -> bool:
+    from airflow_provider_coverbase.plugins import _store
+
+    return bool(sa.inspect(session.get_bind()).has_table(_store.TABLE_NAME))
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
@@ -186,8 +292,7 @@ def _deliveries(session: Session, run_ids: Iterable[str] | None = None) -> dict[
     from airflow_provider_coverbase.plugins import _store
 
     table = _store.dedupe_table
-    engine = session.get_bind()
-    if not sa.inspect(engine).has_table(_store.TABLE_NAME):
+    if not _has_dedupe_table(session):
         return {}
     query = (
         sa.select(
@@ -234,13 +339,19 @@ def _unix(value: Any) -> float | None:
     return None
 
 
+def _event_status(event_type: str) -> str | None:
+    """``completed``/``failed`` for a run's end event (both naming schemes), else ``None``."""
+    kind = EVENT_KINDS.get(event_type)
+    return kind if kind in ("completed", "failed") else None
+
+
 def _webhook_record(conn_id: str, run_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     """What the deliveries alone say about a run nobody in Airflow started or watched."""
     status = None
     workflow = None
     checkpoints = []
     for event in events:
-        status = event["status"] or status
+        status = event["status"] or _event_status(event["event_type"]) or status
         workflow = event["workflow_name"] or workflow
         if event["checkpoint"]:
             at = event["occurred_at"] or event["received_at"]
@@ -326,10 +437,13 @@ class _Live:
             return _merge(record, cached[1])
         try:
             run = self._client(key[0]).get_workflow_run(key[1])
-        except (CoverbaseError, Exception) as exc:  # an unreadable run shows the record, and why
+        except Exception as exc:  # an unreadable run shows the record, and why; not asked again until the TTL
             reason = exc.message if isinstance(exc, CoverbaseError) else type(exc).__name__
-            return {**record, "live_error": f"could not read the run from Coverbase: {reason}"}
-        reading = _reading(run, record, cached[1] if cached else None, now)
+            failure = {"live_error": f"could not read the run from Coverbase: {reason}"}
+            with self._lock:
+                self._cache[key] = (now, {**(cached[1] if cached else {}), **failure})
+            return {**record, **failure}
+        reading = {**_reading(run, record, cached[1] if cached else None, now), "live_error": None}
         with self._lock:
             self._cache[key] = (now, reading)
         return _merge(record, reading)
@@ -353,7 +467,7 @@ def _reading(
 
 
 def _merge(record: Mapping[str, Any], reading: Mapping[str, Any]) -> dict[str, Any]:
-    return {**record, **reading, "live": True}
+    return {**record, **reading, "live": "read_at" in reading}
 
 
 _live = _Live()
@@ -381,8 +495,7 @@ def _summary(row: Row, now: float, stale_after: float) -> dict[str, Any]:
     record = row.record
     dag_id, run_id, task_id, map_index = row.key
     checkpoints = record.get("checkpoints") or []
-    progress = _last_progress(record)
-    terminal = record.get("status") in TERMINAL
+    progress = row.progress
     started = record.get("started_at")
     return {
         "source": row.source,
@@ -393,41 +506,17 @@ def _summary(row: Row, now: float, stale_after: float) -> dict[str, Any]:
         "try_number": record.get("try_number"),
         "ti_path": _ti_path(dag_id, run_id, task_id, map_index) if row.source == "task" else None,
         "conn_id": record.get("conn_id"),
-        "workflow": record.get("workflow_name") or record.get("workflow"),
+        "workflow": row.workflow,
         "workflow_run_id": record.get("workflow_run_id"),
         "status": record.get("status"),
         "started_at": started,
         "age_seconds": now - float(started) if isinstance(started, int | float) else None,
         "last_checkpoint": checkpoints[-1]["name"] if checkpoints else None,
         "last_progress_at": progress,
-        "stale": (not terminal) and progress is not None and now - progress > stale_after,
+        "stale": row.stale(now, stale_after),
         "coverbase_url": record.get("url"),
         "failure_reason": record.get("failure_reason"),
         "live_error": record.get("live_error"),
-    }
-
-
-def _visible_rows(session: Session, access: Access) -> list[Row]:
-    records = _records.load(session)
-    rows = [Row(key, record, "task") for key, record in records.items() if key[0] in access.dag_ids]
-    if access.assets:
-        known = {str(record.get("workflow_run_id")) for record in records.values()}  # every DAG's, seen or not
-        for (conn_id, run_id), events in _deliveries(session).items():
-            if run_id not in known:
-                rows.append(Row(("", "", "", -1), _webhook_record(conn_id, run_id, events), "webhook"))
-    rows.sort(key=lambda row: row.started, reverse=True)
-    return rows
-
-
-def _facets(summaries: list[dict[str, Any]]) -> dict[str, list[str]]:
-    return {
-        name: sorted({str(s[field]) for s in summaries if s[field] is not None})
-        for name, field in (
-            ("status", "status"),
-            ("workflow", "workflow"),
-            ("dag_id", "dag_id"),
-            ("conn_id", "conn_id"),
-        )
     }
 
 
@@ -451,20 +540,20 @@ def list_runs(
     """The page of runs (see the module docstring); the rows on it refreshed from Coverbase."""
     now = time.time() if now is None else now
     stale_after = stale_hours * 3600.0
-    rows = _visible_rows(session, access)
-    summaries = [_summary(row, now, stale_after) for row in rows]
-    facets = _facets(summaries)
-    wanted = {"status": status, "workflow": workflow, "dag_id": dag_id, "conn_id": conn_id}
+    rows, facets = _records.view(session, access)
+    wanted = {"status": status, "workflow": workflow, "conn_id": conn_id}
     chosen = [
-        (row, s)
-        for row, s in zip(rows, summaries, strict=True)
-        if all(v is None or s[k] == v for k, v in wanted.items()) and (s["stale"] or not stale_only)
+        row
+        for row in rows
+        if (dag_id is None or row.key[0] == dag_id)
+        and all(value is None or getattr(row, name) == value for name, value in wanted.items())
+        and (not stale_only or row.stale(now, stale_after))
     ]
     refreshed = []
-    for row, item in chosen[offset : offset + limit]:
-        if row.source == "task" and item["status"] not in TERMINAL:
-            item = _summary(Row(row.key, _live.refresh(row.record, now), "task"), now, stale_after)
-        refreshed.append(item)
+    for row in chosen[offset : offset + limit]:
+        if row.source == "task" and row.status not in TERMINAL:
+            row = Row.of(row.key, _live.refresh(row.record, now), "task")
+        refreshed.append(_summary(row, now, stale_after))
     return {
         "total": len(chosen),
         "offset": offset,
@@ -492,8 +581,7 @@ def task_instance_run(
             TaskInstance.map_index == map_index,
         )
     ).first()
-    records = _records.load(session)
-    record = records.get((dag_id, dag_run_id, task_id, map_index))
+    record = _records.records(session).get((dag_id, dag_run_id, task_id, map_index))
     ti = {"state": state[0] if state else None, "try_number": state[1] if state else None}
     if record is None:
         return {"run": None, "task_instance": ti, "deliveries": []}
