@@ -11,7 +11,13 @@ Chromium driven by Playwright:
 3. triggers the quarterly sweep DAG from its page;
 4. while the task is deferred, opens the task instance's Details tab and checks the "Extra Links"
    button "Coverbase workflow run" points at the run's dashboard page;
-5. lets the run finish and checks the checkpoint lines in the task's log.
+5. opens the task instance's "Coverbase" tab (at 1280x800) and lets the run go: the checkpoints
+   arrive on the tab without a reload;
+6. opens the "Coverbase" page: the run is listed, with a link back to the task instance; the page
+   again in dark mode;
+7. checks the checkpoint lines in the task's log.
+
+The tab and page screenshots are also copied to ``docs/images/ui/`` for the docs.
 
 Screenshots go to ``.demo/ui-check/``. Exits 0 when every check passed, 1 when one failed, 2 when
 something it needs is missing. Not part of CI (it takes about a minute and needs a browser).
@@ -104,6 +110,16 @@ class Airflow:
         dags.mkdir(parents=True)
         shutil.copy(REPO / "example_dags" / f"{DAG_ID}.py", dags)
         (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
+        from importlib.metadata import entry_points
+
+        if not any(ep.name == "coverbase_ui" for ep in entry_points(group="airflow.plugins")):
+            # Not installed from this checkout (its entry point is missing): load the UI plugin from
+            # the plugins folder instead, as an installed wheel's entry point would.
+            plugins = self.home / "plugins"
+            plugins.mkdir(exist_ok=True)
+            (plugins / "coverbase_ui.py").write_text(
+                "from airflow_provider_coverbase.plugins.ui import CoverbaseUIPlugin  # noqa: F401\n"
+            )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
         env |= {
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone spawns `airflow ...`
@@ -323,7 +339,47 @@ def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: A
     checks.check("the link points at this run", bool(workflow_run_id) and href.endswith(workflow_run_id), href)
     shot("04-extra-link-deferred")
 
-    # ---- 5. let the run finish; the checkpoints in the log -------------------------------
+    # ---- 5. the Coverbase tab: checkpoints arrive without a reload ------------------------
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{ti_url}/plugin/coverbase_run")
+    expect(page.get_by_text("Coverbase run", exact=True)).to_be_visible()
+    checks.check(
+        "the Coverbase tab shows this task's run, its key and that this try created it",
+        page.get_by_text(workflow_run_id, exact=True).count() > 0
+        and page.get_by_text("this try created the run").count() > 0
+        and page.get_by_text(re.compile("^airflow:")).count() > 0,
+    )
+    shot("05-coverbase-tab-deferred")
+    emulator.set_speed(1.0)
+    try:
+        expect(page.get_by_text(CHECKPOINTS[-1], exact=True)).to_be_visible(timeout=90_000)
+        arrived = True
+    except AssertionError:
+        arrived = False
+    checks.check("the tab shows checkpoints arriving without a reload", arrived)
+    shot("06-coverbase-tab-checkpoints")
+    _to_docs("coverbase-tab.png", page)
+
+    # ---- 6. the Coverbase page -------------------------------------------------------------
+    page.goto(f"{airflow.base_url}/plugin/coverbase")
+    expect(page.get_by_text("Coverbase runs", exact=True)).to_be_visible()
+    expect(page.get_by_text(workflow_run_id, exact=True)).to_be_visible()
+    task_link = page.get_by_role("link", name="task", exact=True).first
+    checks.check(
+        "the Coverbase page lists the run with a link to its task instance",
+        (task_link.get_attribute("href") or "").endswith(f"/dags/{DAG_ID}/runs/{run_id}/tasks/{TASK_ID}"),
+        task_link.get_attribute("href") or "",
+    )
+    shot("07-coverbase-page")
+    _to_docs("coverbase-page.png", page)
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    expect(page.get_by_text(workflow_run_id, exact=True)).to_be_visible()
+    shot("08-coverbase-page-dark")
+    _to_docs("coverbase-page-dark.png", page)
+    page.emulate_media(color_scheme="light")
+
+    # ---- 7. let the run finish; the checkpoints in the log -------------------------------
     emulator.set_speed(1.0)
     final = airflow.wait_for(
         lambda: airflow.task_instance(run_id).get("state") in ("success", "failed") and airflow.task_instance(run_id),
@@ -333,13 +389,20 @@ def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: A
     checks.check("the task succeeded", final["state"] == "success", final["state"])
     page.goto(f"{ti_url}?try_number={final['try_number']}")  # the Logs tab
     expect(page.get_by_text(f"Checkpoint reached: {CHECKPOINTS[-1]}").first).to_be_visible()
-    shot("05-task-log")
+    shot("09-task-log")
     missing = [c for c in CHECKPOINTS if page.get_by_text(f"Checkpoint reached: {c}").count() == 0]
     checks.check(
         "the log shows every checkpoint ('Checkpoint reached: ...')",
         not missing,
         f"missing {missing}" if missing else ", ".join(CHECKPOINTS),
     )
+
+
+def _to_docs(name: str, page: Any) -> None:
+    """Keep a screenshot for the docs (the viewport, as a user sees it)."""
+    folder = REPO / "docs" / "images" / "ui"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name))
 
 
 def main() -> int:
