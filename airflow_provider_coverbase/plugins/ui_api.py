@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from airflow_provider_coverbase.client import CoverbaseClient, RetryPolicy
@@ -641,6 +641,10 @@ def create_app() -> FastAPI:
             access, session, dag_id=dag_id, dag_run_id=dag_run_id, task_id=task_id, map_index=map_index
         )
 
-    if BUNDLE_DIR.is_dir():
-        app.mount("/static", StaticFiles(directory=BUNDLE_DIR), name="static")
+    @app.get("/static/main.umd.cjs", include_in_schema=False)
+    def bundle() -> FileResponse:
+        # An explicit JavaScript type: Python knows no type for ``.cjs``, and browsers refuse to
+        # import a module served as text/plain.
+        return FileResponse(BUNDLE_DIR / "main.umd.cjs", media_type="text/javascript")
+
     return app

@@ -356,6 +356,7 @@ def test_the_bundle_is_served(airflow_app: TestClient) -> None:
         pytest.fail("the built bundle is missing from the package (run `make ui-build`)")
     answer = airflow_app.get("/coverbase-ui/static/main.umd.cjs")
     assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/javascript")  # browsers import no text/plain module
     assert "AirflowPlugin" in answer.text
 
 
