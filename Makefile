@@ -48,7 +48,8 @@ airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_ui.py
 
 ## make ui-check: Airflow standalone and the emulator, driven in headless Chromium (Playwright): the
-## connection form, its Test button, the quarterly sweep, its run link while deferred, its log. Not in CI.
+## connection form, its Test button, the quarterly sweep, its run link while deferred, its log, the
+## Coverbase tab and page (a failed run's reason at 1280x800, a tier fan-out, dark mode). Not in CI.
 ui-check: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[ui-check]'
 	$(BIN)/python scripts/ui_check.py

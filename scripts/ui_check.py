@@ -53,6 +53,21 @@ OUT = REPO / ".demo" / "ui-check"
 DAG_ID = "coverbase_quarterly_vendor_sweep"
 TASK_ID = "run_quarterly_privacy_sweep"
 CONN_ID = "coverbase_default"
+EXTRA_DAG_ID = "coverbase_ui_check_fan_out"
+#: A failing run and a fan-out over three vendor tiers (one mapped task instance each).
+EXTRA_DAG = f'''
+from airflow.sdk import DAG
+
+from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
+
+with DAG("{EXTRA_DAG_ID}", schedule=None, catchup=False):
+    CoverbaseRunWorkflowOperator(
+        task_id="fails", workflow_name="always-fails", input={{}}, deferrable=True, poll_interval=1, retries=0
+    )
+    CoverbaseRunWorkflowOperator.partial(
+        task_id="tier_sweep", workflow_name="quarterly-privacy-sweep", deferrable=True, poll_interval=1, retries=0
+    ).expand(input=[{{"quarter": "2026-Q4", "vendor_filter": {{"tier": tier}}}} for tier in (1, 2, 3)])
+'''
 CHECKPOINTS = ("vendors_selected", "questionnaires_dispatched", "responses_aggregated", "report_delivered")
 
 
@@ -110,6 +125,7 @@ class Airflow:
         dags = self.home / "dags"
         dags.mkdir(parents=True)
         shutil.copy(REPO / "example_dags" / f"{DAG_ID}.py", dags)
+        (dags / f"{EXTRA_DAG_ID}.py").write_text(EXTRA_DAG)
         (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
         from importlib.metadata import entry_points
 
@@ -365,7 +381,7 @@ def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: A
     page.goto(f"{airflow.base_url}/plugin/coverbase")
     expect(page.get_by_text("Coverbase runs", exact=True)).to_be_visible()
     expect(page.get_by_text(workflow_run_id, exact=True)).to_be_visible()
-    task_link = page.get_by_role("link", name="task", exact=True).first
+    task_link = page.get_by_role("link", name=TASK_ID, exact=True).first
     checks.check(
         "the Coverbase page lists the run with a link to its task instance",
         unquote(task_link.get_attribute("href") or "").endswith(f"/dags/{DAG_ID}/runs/{run_id}/tasks/{TASK_ID}"),
@@ -397,6 +413,54 @@ def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: A
         not missing,
         f"missing {missing}" if missing else ", ".join(CHECKPOINTS),
     )
+    _failed_run_and_fan_out(page, shot, airflow, checks)
+
+
+def _failed_run_and_fan_out(page: Any, shot: Callable[[str], None], airflow: Airflow, checks: Checks) -> None:
+    """A failed run's reason at 1280x800 without scrolling; the page lists the three tier runs."""
+    from playwright.sync_api import expect
+
+    assert airflow.client is not None
+    airflow.wait_for(lambda: airflow.get(f"/api/v2/dags/{EXTRA_DAG_ID}"), 120, f"{EXTRA_DAG_ID} was not parsed")
+    posted = airflow.client.post(f"/api/v2/dags/{EXTRA_DAG_ID}/dagRuns", json={"logical_date": None})
+    posted.raise_for_status()
+    run_id = posted.json()["dag_run_id"]
+
+    def finished() -> Any:
+        listing = airflow.get(f"/api/v2/dags/{EXTRA_DAG_ID}/dagRuns/{run_id}/taskInstances") or {}
+        tis = listing.get("task_instances") or []
+        done = len(tis) == 4 and all(ti["state"] in ("success", "failed") for ti in tis)
+        return tis if done else None
+
+    tis = airflow.wait_for(finished, 240, "the fan-out DAG did not finish")
+    states = sorted((ti["task_id"], ti["map_index"], ti["state"]) for ti in tis)
+    checks.check(
+        "the failing task failed and the three tier runs completed",
+        [s[2] for s in states] == ["failed", "success", "success", "success"],
+        str(states),
+    )
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{airflow.base_url}/dags/{EXTRA_DAG_ID}/runs/{run_id}/tasks/fails/plugin/coverbase_run")
+    reason = page.get_by_test_id("reason")
+    expect(reason).to_be_visible()
+    box = reason.bounding_box() or {"y": 10_000, "height": 0}
+    text = reason.inner_text()
+    checks.check(
+        "a failed run's reason is visible without scrolling at 1280x800",
+        box["y"] + box["height"] <= 800 and "Questionnaire template not found" in text,
+        f"bottom at {box['y'] + box['height']:.0f} px: {text!r}",
+    )
+    shot("10-coverbase-tab-failed")
+    _to_docs("coverbase-tab-failed.png", page)
+    page.goto(f"{airflow.base_url}/plugin/coverbase")
+    expect(page.get_by_text("Coverbase runs", exact=True)).to_be_visible()
+    page.get_by_label("DAG", exact=True).select_option(EXTRA_DAG_ID)
+    expect(page.get_by_test_id("range")).to_have_text("1\u20134 of 4")
+    rows = page.get_by_test_id("runs").locator("tbody tr")
+    tiers = rows.filter(has_text="tier_sweep")
+    checks.check("the page lists the three runs of the tier fan-out", tiers.count() == 3, f"{tiers.count()} rows")
+    shot("11-coverbase-page-fan-out")
+    _to_docs("coverbase-page-fan-out.png", page)
 
 
 def _to_docs(name: str, page: Any) -> None:

@@ -40,7 +40,7 @@ const page = (runs: RunRow[], total = runs.length): RunsAnswer => ({
 });
 
 describe("RunsPage", () => {
-  it("lists runs with links to the task instance and to Coverbase, and flags runs without progress", async () => {
+  it("lists runs with links to the task instance (task id) and to Coverbase (run id), and flags runs without progress", async () => {
     fakeApi(
       page([
         row(0),
@@ -56,6 +56,8 @@ describe("RunsPage", () => {
     const links = Array.from(table.querySelectorAll("a")).map((a) => a.getAttribute("href"));
     expect(links).toContain("http://localhost:3000/dags/quarterly/runs/scheduled__q4/tasks/sweep_tier/mapped/0");
     expect(links).toContain("https://dash.example/runs/cbwfr_0");
+    expect(screen.getAllByRole("link", { name: "sweep_tier" })).toHaveLength(2); // the webhook-only run has no task
+    expect(screen.getByRole("link", { name: "cbwfr_1" }).getAttribute("href")).toBe("https://dash.example/runs/cbwfr_1");
   });
 
   it("pages and filters through the API", async () => {

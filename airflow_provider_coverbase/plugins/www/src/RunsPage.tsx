@@ -3,7 +3,7 @@ import { Badge, Box, Button, chakra, Flex, Heading, Link, Table, Text } from "@c
 import { useEffect, useState } from "react";
 
 import { appUrl, fetchRuns, type RunsAnswer, type RunsQuery } from "./api";
-import { ago, duration, statusPalette, when } from "./format";
+import { ago, duration, short, statusPalette, when } from "./format";
 
 export const PAGE_SIZE = 25;
 
@@ -113,7 +113,7 @@ export const RunsPage = () => {
             <Table.Root size="sm" data-testid="runs">
               <Table.Header>
                 <Table.Row>
-                  {["DAG", "Task", "Map", "Try", "Workflow", "Run id", "Status", "Started", "Age", "Last checkpoint", "Last progress", "Links"].map(
+                  {["DAG", "Task", "Map", "Try", "Workflow", "Run id (in Coverbase)", "Status", "Started (UTC)", "Age", "Last checkpoint", "Last progress"].map(
                     (title) => (
                       <Table.ColumnHeader key={title}>{title}</Table.ColumnHeader>
                     ),
@@ -124,12 +124,26 @@ export const RunsPage = () => {
                 {answer.runs.map((run) => (
                   <Table.Row key={`${run.source}:${run.dag_id}:${run.dag_run_id}:${run.task_id}:${run.map_index}:${run.workflow_run_id}`}>
                     <Table.Cell>{run.dag_id ?? <Text color="fg.muted">webhook only</Text>}</Table.Cell>
-                    <Table.Cell>{run.task_id ?? "–"}</Table.Cell>
+                    <Table.Cell>
+                      {run.ti_path ? (
+                        <Link href={appUrl(run.ti_path)} colorPalette="blue" title="Open the task instance">
+                          {run.task_id}
+                        </Link>
+                      ) : (
+                        "–"
+                      )}
+                    </Table.Cell>
                     <Table.Cell>{run.map_index >= 0 ? run.map_index : "–"}</Table.Cell>
                     <Table.Cell>{run.try_number ?? "–"}</Table.Cell>
                     <Table.Cell>{run.workflow ?? "–"}</Table.Cell>
                     <Table.Cell>
-                      <code>{run.workflow_run_id}</code>
+                      {run.coverbase_url ? (
+                        <Link href={run.coverbase_url} target="_blank" rel="noreferrer" colorPalette="blue">
+                          <code>{run.workflow_run_id}</code>
+                        </Link>
+                      ) : (
+                        <code>{run.workflow_run_id}</code>
+                      )}
                     </Table.Cell>
                     <Table.Cell>
                       <Badge colorPalette={statusPalette(run.status)}>{run.status}</Badge>
@@ -139,24 +153,12 @@ export const RunsPage = () => {
                         </Badge>
                       ) : null}
                     </Table.Cell>
-                    <Table.Cell>{when(run.started_at)}</Table.Cell>
+                    <Table.Cell whiteSpace="nowrap" title={when(run.started_at)}>
+                      {short(run.started_at)}
+                    </Table.Cell>
                     <Table.Cell>{duration(run.age_seconds)}</Table.Cell>
                     <Table.Cell>{run.last_checkpoint ?? "–"}</Table.Cell>
                     <Table.Cell>{ago(run.last_progress_at, answer.now)}</Table.Cell>
-                    <Table.Cell>
-                      <Flex gap={2}>
-                        {run.ti_path ? (
-                          <Link href={appUrl(run.ti_path)} colorPalette="blue">
-                            task
-                          </Link>
-                        ) : null}
-                        {run.coverbase_url ? (
-                          <Link href={run.coverbase_url} target="_blank" rel="noreferrer" colorPalette="blue">
-                            Coverbase
-                          </Link>
-                        ) : null}
-                      </Flex>
-                    </Table.Cell>
                   </Table.Row>
                 ))}
               </Table.Body>

@@ -23,3 +23,7 @@ export const ago = (unix: number | null | undefined, now: number): string =>
 export const statusPalette = (status: string): string =>
   ({ completed: "green", failed: "red", cancelled: "orange", running: "blue", pending: "gray", paused: "yellow" })[status] ??
   "gray";
+
+/** ``MM-DD HH:MM`` in UTC, for narrow table cells. */
+export const short = (unix: number | null | undefined): string =>
+  unix === null || unix === undefined ? "–" : new Date(unix * 1000).toISOString().slice(5, 16).replace("T", " ");
