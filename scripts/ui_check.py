@@ -54,7 +54,10 @@ DAG_ID = "coverbase_quarterly_vendor_sweep"
 TASK_ID = "run_quarterly_privacy_sweep"
 CONN_ID = "coverbase_default"
 EXTRA_DAG_ID = "coverbase_ui_check_fan_out"
-#: A failing run and a fan-out over three vendor tiers (one mapped task instance each).
+#: A failing run and a fan-out over three vendor tiers (one mapped task instance each). Polls every
+#: 5 s: a deferral that resumes within about a second can lose a race in Airflow's scheduler (the
+#: executor's "success" of the deferring process arrives after the task is queued again, and the
+#: scheduler marks it failed; seen here with Airflow 3.3.2 and 1 s polls).
 EXTRA_DAG = f'''
 from airflow.sdk import DAG
 
@@ -62,10 +65,10 @@ from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowO
 
 with DAG("{EXTRA_DAG_ID}", schedule=None, catchup=False):
     CoverbaseRunWorkflowOperator(
-        task_id="fails", workflow_name="always-fails", input={{}}, deferrable=True, poll_interval=1, retries=0
+        task_id="fails", workflow_name="always-fails", input={{}}, deferrable=True, poll_interval=5, retries=0
     )
     CoverbaseRunWorkflowOperator.partial(
-        task_id="tier_sweep", workflow_name="quarterly-privacy-sweep", deferrable=True, poll_interval=1, retries=0
+        task_id="tier_sweep", workflow_name="quarterly-privacy-sweep", deferrable=True, poll_interval=5, retries=0
     ).expand(input=[{{"quarter": "2026-Q4", "vendor_filter": {{"tier": tier}}}} for tier in (1, 2, 3)])
 '''
 CHECKPOINTS = ("vendors_selected", "questionnaires_dispatched", "responses_aggregated", "report_delivered")
