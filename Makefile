@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-airflow-3.2 ui-check ui-build ui-test ui-bundle-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
+.PHONY: test test-airflow-3.2 ui-check ui-build ui-test ui-bundle-check bench-ui lint typecheck unit demo airflow emulator bench bench-triggers dist-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ dist-check: $(STAMP)
 	$(BIN)/python -m build --outdir dist .
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/python scripts/check_dist.py dist
+
+## make bench-ui: the Coverbase page's API with 10,000 recorded runs, p50/p95 per page (benchmarks/ui_api.py).
+bench-ui: $(STAMP)
+	$(BIN)/python benchmarks/ui_api.py $(BENCH_UI_ARGS)
 
 ## make bench-triggers: N waiting triggers in one event loop, ours beside the peer providers' triggers
 ## (about 40 min; BENCH_ARGS=--quick for about 10, --help for the flags). The peers come from the bench

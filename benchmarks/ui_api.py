@@ -19,7 +19,10 @@ Two ways, in one process run:
 Pages: the first page, a deep page (offset 5,000), a status filter, a DAG filter and the "no
 progress for more than 24 h" filter, 25 rows each. Target: p95 under 300 ms per page.
 
-    .venv/bin/python benchmarks/ui_api.py [--runs 10000] [--repeats 40]
+    .venv/bin/python benchmarks/ui_api.py [--runs 10000] [--repeats 40] [--ways cached,reparse]
+
+CI runs ``make bench-ui`` (``--repeats 10 --ways cached``): it prints the figures and fails only
+when a page does not answer; timing is not asserted (a shared CI machine is no stopwatch).
 """
 
 from __future__ import annotations
@@ -158,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--webhook-runs", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument(
+        "--ways", default="cached,reparse", help="comma-separated: cached (what ships), reparse (the alternative)"
+    )
     args = parser.parse_args(argv)
 
     from airflow import plugins_manager
@@ -182,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         assert first.status_code == 200, first.text
         assert first.json()["total"] == args.runs + args.webhook_runs, first.json()["total"]
         for _ in range(args.repeats):
-            for way in ("cached", "reparse"):
+            for way in args.ways.split(","):
                 for name, query in PAGES.items():
                     if way == "reparse":
                         ui_api._records = ui_api._RecordCache()
@@ -195,16 +201,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Coverbase page API, {args.runs:,} recorded runs + {args.webhook_runs} webhook-only, 25 rows per page,")
     print(f"{args.repeats} requests per page and way (ms, wall time in process, with auth):")
-    print(f"{'page':<22}{'cached p50':>12}{'cached p95':>12}{'reparse p50':>13}{'reparse p95':>13}")
-    worst = 0.0
+    ways = args.ways.split(",")
+    print(f"{'page':<22}" + "".join(f"{way + ' p50':>14}{way + ' p95':>14}" for way in ways))
     for name in PAGES:
-        cached, reparse = results[("cached", name)], results[("reparse", name)]
-        worst = max(worst, percentile(cached, 0.95))
-        print(
-            f"{name:<22}{statistics.median(cached):>12.0f}{percentile(cached, 0.95):>12.0f}"
-            f"{statistics.median(reparse):>13.0f}{percentile(reparse, 0.95):>13.0f}"
-        )
-    print(f"worst cached p95: {worst:.0f} ms (target: under 300 ms)")
+        figures = [(statistics.median(results[(w, name)]), percentile(results[(w, name)], 0.95)) for w in ways]
+        print(f"{name:<22}" + "".join(f"{p50:>14.0f}{p95:>14.0f}" for p50, p95 in figures))
+    if "cached" in ways:
+        worst = max(percentile(results[("cached", name)], 0.95) for name in PAGES)
+        print(f"worst cached p95: {worst:.0f} ms (target: under 300 ms)")
     return 0
 
 

@@ -74,8 +74,10 @@ def _register_plugin() -> None:
     plugins, _ = plugins_manager._get_plugins()
     if not any(isinstance(p, CoverbaseUIPlugin) for p in plugins):
         plugins.append(CoverbaseUIPlugin())
-    for cached in ("get_fastapi_plugins", "_get_ui_plugins"):
-        getattr(plugins_manager, cached).cache_clear()
+    for cached in ("get_fastapi_plugins", "_get_ui_plugins"):  # cached by Airflow; the names of 3.3
+        function = getattr(plugins_manager, cached, None)
+        if function is not None:
+            function.cache_clear()
 
 
 class conf_vars:  # a context manager, named like Airflow's test helper
