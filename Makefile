@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-e2e test-airflow-3.2 ui-check lint typecheck unit demo airflow emulator bench bench-triggers dist-check docs clean
+.PHONY: test test-e2e test-airflow-3.2 ui-check ui-build ui-test ui-bundle-check bench-ui lint typecheck unit demo airflow emulator bench bench-triggers dist-check docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,10 +53,29 @@ airflow: $(STAMP)
 	$(BIN)/python scripts/airflow_ui.py
 
 ## make ui-check: Airflow standalone and the emulator, driven in headless Chromium (Playwright): the
-## connection form, its Test button, the quarterly sweep, its run link while deferred, its log. Not in CI.
+## connection form, its Test button, the quarterly sweep, its run link while deferred, its log, the
+## Coverbase tab and page (a failed run's reason at 1280x800, a tier fan-out, dark mode). Not in CI.
 ui-check: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[ui-check]'
 	$(BIN)/python scripts/ui_check.py
+
+## make ui-test: the Coverbase UI plugin's TypeScript check and vitest component tests (Node 20 + npm).
+## make ui-build: rebuild the committed bundle from the lockfile (npm ci, vite build).
+## make ui-bundle-check: the committed bundle equals a fresh build from the lockfile.
+UI_DIR := airflow_provider_coverbase/plugins/www
+
+$(UI_DIR)/node_modules/.package-lock.json: $(UI_DIR)/package-lock.json
+	cd $(UI_DIR) && npm ci --no-audit --no-fund
+
+ui-test: $(UI_DIR)/node_modules/.package-lock.json
+	cd $(UI_DIR) && npx tsc --noEmit && npx vitest run
+
+ui-build: $(UI_DIR)/node_modules/.package-lock.json
+	cd $(UI_DIR) && npx vite build
+
+ui-bundle-check: ui-build
+	git diff --exit-code -- $(UI_DIR)/dist || (echo "The committed UI bundle differs from a fresh build: run make ui-build and commit $(UI_DIR)/dist"; exit 1)
+	test -z "$$(git status --porcelain -- $(UI_DIR)/dist)"
 
 ## make emulator: the emulator alone, on port 8900.
 emulator: $(STAMP)
@@ -84,6 +103,9 @@ $(DOCS_STAMP): pyproject.toml | $(STAMP)
 
 docs: $(DOCS_STAMP)
 	$(BIN)/sphinx-build -W --keep-going -E -q -b html docs docs/_build/html
+## make bench-ui: the Coverbase page's API with 10,000 recorded runs, p50/p95 per page (benchmarks/ui_api.py).
+bench-ui: $(STAMP)
+	$(BIN)/python benchmarks/ui_api.py $(BENCH_UI_ARGS)
 
 ## make bench-triggers: N waiting triggers in one event loop, ours beside the peer providers' triggers
 ## (about 40 min; BENCH_ARGS=--quick for about 10, --help for the flags). The peers come from the bench

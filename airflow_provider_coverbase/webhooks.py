@@ -81,6 +81,7 @@ __all__ = [
     "check_body_size",
     "check_freshness",
     "check_id",
+    "event_kind",
     "parse_event",
     "receive",
     "sign",
@@ -387,7 +388,7 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> CoverbaseWebhookEvent:
             when = datetime.fromtimestamp(occurred_at, UTC)
         except (OverflowError, OSError, ValueError):
             raise WebhookMalformedError("'occurred_at' is out of range") from None
-    kind: EventKind = _KINDS.get(event_type, "other")
+    kind = event_kind(event_type)
     if kind == "other":
         return CoverbaseWebhookEvent(event_id=event_id, event_type=event_type, kind=kind, occurred_at=when, data=data)
     # Legacy: top-level workflow_run_id; V1+: only inside data. Either may be the only one.
@@ -428,6 +429,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == lowered:
             return item
     return None
+
+
+def event_kind(event_type: str) -> EventKind:
+    """What an event type means, in both naming schemes (``workflow.completed``, ``WorkflowRun.Completed``)."""
+    return _KINDS.get(event_type, "other")
 
 
 def receive(

@@ -30,7 +30,10 @@ def source_files(folder: str) -> set[str]:
     return {
         path.relative_to(REPO).as_posix()
         for path in root.rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and "node_modules" not in path.parts
+        and path.suffix != ".pyc"
     }
 
 
@@ -45,6 +48,9 @@ def check_wheel(path: Path) -> list[str]:
     missing = source_files(PACKAGE) - package
     problems += [f"wheel: {name} is missing" for name in sorted(missing)]
     problems += [f"wheel: unexpected {name}" for name in sorted(names) if name.startswith(("tests/", "example_dags/"))]
+    problems += [f"wheel: unexpected {name}" for name in sorted(names) if "/node_modules/" in name]
+    if f"{PACKAGE}/plugins/www/dist/main.umd.cjs" not in names:
+        problems.append("wheel: the UI bundle plugins/www/dist/main.umd.cjs is missing (pip install must need no Node)")
     if f"{dist_info}/licenses/LICENSE" not in names:
         problems.append("wheel: no LICENSE in the .dist-info/licenses folder")
     for needed in ("[apache_airflow_provider]", "[pytest11]", "coverbase = airflow_provider_coverbase.testing"):

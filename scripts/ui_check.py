@@ -11,7 +11,13 @@ Chromium driven by Playwright:
 3. triggers the quarterly sweep DAG from its page;
 4. while the task is deferred, opens the task instance's Details tab and checks the "Extra Links"
    button "Coverbase workflow run" points at the run's dashboard page;
-5. lets the run finish and checks the checkpoint lines in the task's log.
+5. opens the task instance's "Coverbase" tab (at 1280x800) and lets the run go: the checkpoints
+   arrive on the tab without a reload;
+6. opens the "Coverbase" page: the run is listed, with a link back to the task instance; the page
+   again in dark mode;
+7. checks the checkpoint lines in the task's log.
+
+The tab and page screenshots are also copied to ``docs/images/ui/`` for the docs.
 
 Screenshots go to ``.demo/ui-check/``. Exits 0 when every check passed, 1 when one failed, 2 when
 something it needs is missing. Not part of CI (it takes about a minute and needs a browser).
@@ -35,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -46,6 +53,24 @@ OUT = REPO / ".demo" / "ui-check"
 DAG_ID = "coverbase_quarterly_vendor_sweep"
 TASK_ID = "run_quarterly_privacy_sweep"
 CONN_ID = "coverbase_default"
+EXTRA_DAG_ID = "coverbase_ui_check_fan_out"
+#: A failing run and a fan-out over three vendor tiers (one mapped task instance each). Polls every
+#: 5 s: a deferral that resumes within about a second can lose a race in Airflow's scheduler (the
+#: executor's "success" of the deferring process arrives after the task is queued again, and the
+#: scheduler marks it failed; seen here with Airflow 3.3.2 and 1 s polls).
+EXTRA_DAG = f'''
+from airflow.sdk import DAG
+
+from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
+
+with DAG("{EXTRA_DAG_ID}", schedule=None, catchup=False):
+    CoverbaseRunWorkflowOperator(
+        task_id="fails", workflow_name="always-fails", input={{}}, deferrable=True, poll_interval=5, retries=0
+    )
+    CoverbaseRunWorkflowOperator.partial(
+        task_id="tier_sweep", workflow_name="quarterly-privacy-sweep", deferrable=True, poll_interval=5, retries=0
+    ).expand(input=[{{"quarter": "2026-Q4", "vendor_filter": {{"tier": tier}}}} for tier in (1, 2, 3)])
+'''
 CHECKPOINTS = ("vendors_selected", "questionnaires_dispatched", "responses_aggregated", "report_delivered")
 
 
@@ -103,7 +128,18 @@ class Airflow:
         dags = self.home / "dags"
         dags.mkdir(parents=True)
         shutil.copy(REPO / "example_dags" / f"{DAG_ID}.py", dags)
+        (dags / f"{EXTRA_DAG_ID}.py").write_text(EXTRA_DAG)
         (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
+        from importlib.metadata import entry_points
+
+        if not any(ep.name == "coverbase_ui" for ep in entry_points(group="airflow.plugins")):
+            # Not installed from this checkout (its entry point is missing): load the UI plugin from
+            # the plugins folder instead, as an installed wheel's entry point would.
+            plugins = self.home / "plugins"
+            plugins.mkdir(exist_ok=True)
+            (plugins / "coverbase_ui.py").write_text(
+                "from airflow_provider_coverbase.plugins.ui import CoverbaseUIPlugin  # noqa: F401\n"
+            )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
         env |= {
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone spawns `airflow ...`
@@ -323,7 +359,47 @@ def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: A
     checks.check("the link points at this run", bool(workflow_run_id) and href.endswith(workflow_run_id), href)
     shot("04-extra-link-deferred")
 
-    # ---- 5. let the run finish; the checkpoints in the log -------------------------------
+    # ---- 5. the Coverbase tab: checkpoints arrive without a reload ------------------------
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{ti_url}/plugin/coverbase_run")
+    expect(page.get_by_text("Coverbase run", exact=True)).to_be_visible()
+    checks.check(
+        "the Coverbase tab shows this task's run, its idempotency key and that this try created it",
+        page.get_by_text(workflow_run_id, exact=True).count() > 0
+        and page.get_by_text("this try created the run").count() > 0
+        and page.get_by_text(re.compile(r"^quarterly-privacy-sweep-\d{4}-Q\d$")).count() > 0,  # the DAG's own key
+    )
+    shot("05-coverbase-tab-deferred")
+    emulator.set_speed(1.0)
+    try:
+        expect(page.get_by_text(CHECKPOINTS[-1], exact=True)).to_be_visible(timeout=90_000)
+        arrived = True
+    except AssertionError:
+        arrived = False
+    checks.check("the tab shows checkpoints arriving without a reload", arrived)
+    shot("06-coverbase-tab-checkpoints")
+    _to_docs("coverbase-tab.png", page)
+
+    # ---- 6. the Coverbase page -------------------------------------------------------------
+    page.goto(f"{airflow.base_url}/plugin/coverbase")
+    expect(page.get_by_text("Coverbase runs", exact=True)).to_be_visible()
+    expect(page.get_by_text(workflow_run_id, exact=True)).to_be_visible()
+    task_link = page.get_by_role("link", name=TASK_ID, exact=True).first
+    checks.check(
+        "the Coverbase page lists the run with a link to its task instance",
+        unquote(task_link.get_attribute("href") or "").endswith(f"/dags/{DAG_ID}/runs/{run_id}/tasks/{TASK_ID}"),
+        task_link.get_attribute("href") or "",
+    )
+    shot("07-coverbase-page")
+    _to_docs("coverbase-page.png", page)
+    page.emulate_media(color_scheme="dark")
+    page.reload()
+    expect(page.get_by_text(workflow_run_id, exact=True)).to_be_visible()
+    shot("08-coverbase-page-dark")
+    _to_docs("coverbase-page-dark.png", page)
+    page.emulate_media(color_scheme="light")
+
+    # ---- 7. let the run finish; the checkpoints in the log -------------------------------
     emulator.set_speed(1.0)
     final = airflow.wait_for(
         lambda: airflow.task_instance(run_id).get("state") in ("success", "failed") and airflow.task_instance(run_id),
@@ -333,13 +409,68 @@ def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: A
     checks.check("the task succeeded", final["state"] == "success", final["state"])
     page.goto(f"{ti_url}?try_number={final['try_number']}")  # the Logs tab
     expect(page.get_by_text(f"Checkpoint reached: {CHECKPOINTS[-1]}").first).to_be_visible()
-    shot("05-task-log")
+    shot("09-task-log")
     missing = [c for c in CHECKPOINTS if page.get_by_text(f"Checkpoint reached: {c}").count() == 0]
     checks.check(
         "the log shows every checkpoint ('Checkpoint reached: ...')",
         not missing,
         f"missing {missing}" if missing else ", ".join(CHECKPOINTS),
     )
+    _failed_run_and_fan_out(page, shot, airflow, checks)
+
+
+def _failed_run_and_fan_out(page: Any, shot: Callable[[str], None], airflow: Airflow, checks: Checks) -> None:
+    """A failed run's reason at 1280x800 without scrolling; the page lists the three tier runs."""
+    from playwright.sync_api import expect
+
+    assert airflow.client is not None
+    airflow.wait_for(lambda: airflow.get(f"/api/v2/dags/{EXTRA_DAG_ID}"), 120, f"{EXTRA_DAG_ID} was not parsed")
+    posted = airflow.client.post(f"/api/v2/dags/{EXTRA_DAG_ID}/dagRuns", json={"logical_date": None})
+    posted.raise_for_status()
+    run_id = posted.json()["dag_run_id"]
+
+    def finished() -> Any:
+        listing = airflow.get(f"/api/v2/dags/{EXTRA_DAG_ID}/dagRuns/{run_id}/taskInstances") or {}
+        tis = listing.get("task_instances") or []
+        done = len(tis) == 4 and all(ti["state"] in ("success", "failed") for ti in tis)
+        return tis if done else None
+
+    tis = airflow.wait_for(finished, 240, "the fan-out DAG did not finish")
+    states = sorted((ti["task_id"], ti["map_index"], ti["state"]) for ti in tis)
+    checks.check(
+        "the failing task failed and the three tier runs completed",
+        [s[2] for s in states] == ["failed", "success", "success", "success"],
+        str(states),
+    )
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{airflow.base_url}/dags/{EXTRA_DAG_ID}/runs/{run_id}/tasks/fails/plugin/coverbase_run")
+    reason = page.get_by_test_id("reason")
+    expect(reason).to_be_visible()
+    box = reason.bounding_box() or {"y": 10_000, "height": 0}
+    text = reason.inner_text()
+    checks.check(
+        "a failed run's reason is visible without scrolling at 1280x800",
+        box["y"] + box["height"] <= 800 and "Questionnaire template not found" in text,
+        f"bottom at {box['y'] + box['height']:.0f} px: {text!r}",
+    )
+    shot("10-coverbase-tab-failed")
+    _to_docs("coverbase-tab-failed.png", page)
+    page.goto(f"{airflow.base_url}/plugin/coverbase")
+    expect(page.get_by_text("Coverbase runs", exact=True)).to_be_visible()
+    page.get_by_label("DAG", exact=True).select_option(EXTRA_DAG_ID)
+    expect(page.get_by_test_id("range")).to_have_text("1\u20134 of 4")
+    rows = page.get_by_test_id("runs").locator("tbody tr")
+    tiers = rows.filter(has_text="tier_sweep")
+    checks.check("the page lists the three runs of the tier fan-out", tiers.count() == 3, f"{tiers.count()} rows")
+    shot("11-coverbase-page-fan-out")
+    _to_docs("coverbase-page-fan-out.png", page)
+
+
+def _to_docs(name: str, page: Any) -> None:
+    """Keep a screenshot for the docs (the viewport, as a user sees it)."""
+    folder = REPO / "docs" / "images" / "ui"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name))
 
 
 def main() -> int:

@@ -41,6 +41,7 @@ from airflow_provider_coverbase.links.coverbase import (
     CoverbaseWorkflowRunLink,
 )
 from airflow_provider_coverbase.models import WorkflowRun
+from airflow_provider_coverbase.monitoring import Origin, pull_record, push_record, run_record
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
 from airflow_provider_coverbase.waiting.progress import linked, outcome_error, progress_lines, timeout_error
@@ -75,7 +76,8 @@ def _as_airflow_errors() -> Iterator[None]:
     try:
         yield
     except CoverbaseError as exc:
-        raise airflow_error(exc) from exc
+        # The message once: no chained traceback repeating it (the Coverbase error adds nothing to read).
+        raise airflow_error(exc) from None
 
 
 def _seconds(value: timedelta | float | int, name: str, task_id: str) -> float:
@@ -131,6 +133,9 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
     coverbase_run_url: str | None = ""
     #: What a failed status check means while waiting in the worker (the trigger's is the same).
     error_policy: ErrorPolicy = DEFAULT_ERROR_POLICY
+    #: Whether this try created its run or reattached to one, and the key it sent (for the UI record).
+    _coverbase_origin: Origin = "created"
+    _coverbase_key: str | None = None
 
     def __init__(
         self,
@@ -247,6 +252,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         if self.idempotency_key is not None:
             # The caller's key is sent as given: every try replays the run it started first.
             started = self._post(hook, run_input, str(self.idempotency_key))
+            self._coverbase_key = str(self.idempotency_key)
+            self._coverbase_origin = "reattached" if started.replayed else "created"
             if started.replayed:
                 self.log.info(
                     "Idempotency key %s replayed run %s, which an earlier call started",
@@ -266,8 +273,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             except NotFoundError:
                 return None
 
-        def start(generation: int) -> Started:
-            key = derive_idempotency_key(
+        def key(generation: int) -> str:
+            return derive_idempotency_key(
                 dag_id=ti.dag_id,
                 task_id=ti.task_id,
                 run_id=ti.run_id,
@@ -276,12 +283,16 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                 workflow=ref,
                 generation=generation,
             )
-            posted = self._post(hook, run_input, key)
+
+        def start(generation: int) -> Started:
+            posted = self._post(hook, run_input, key(generation))
             return Started(hook.get_workflow_run(posted.workflow_run_id), replayed=posted.replayed)
 
         store = context.get("task_state_store")  # Airflow >= 3.3
         record = StartRecord.from_json(store.get(STATE_KEY), chain=chain, workflow=ref) if store is not None else None
         attached = attach(record=record, try_in_chain=try_in_chain, read=read, start=start, warn=self.log.warning)
+        self._coverbase_key = key(attached.generation)  # the key of the run attached to, for the UI record
+        self._coverbase_origin = "reattached" if attached.found_earlier else "created"
         if attached.found_earlier:
             self.log.info(
                 "Try %s of this chain is attached to run %s, which an earlier try started",
@@ -308,6 +319,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                 ti.xcom_push(key=XCOM_WORKFLOW_RUN_URL, value=url)
                 # The link's own key too, so the button works while the task runs or is deferred.
                 ti.xcom_push(key=CoverbaseWorkflowRunLink().xcom_key, value=url)
+                self._record(ti, run, url)
                 name = f"(workflow '{run.workflow_name}')" if run.workflow_name else ""
                 self.log.info("%s", f"Coverbase run {run.workflow_run_id}{linked(url)}{name}".rstrip())
                 if not self.wait_for_completion or run.is_terminal:
@@ -337,11 +349,31 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                         # A backstop only: the trigger's own deadline fires first, with a better message.
                         timeout=timedelta(seconds=wait + 300),
                     )
-                return self._finish(self._poll(hook, run, url, deadline), url)
+                final = self._poll(hook, run, url, deadline, ti)
+                self._record(ti, final, url)
+                return self._finish(final, url)
         finally:
             hook.close()
 
-    def _poll(self, hook: CoverbaseHook, run: WorkflowRun, url: str, deadline: float) -> WorkflowRun:
+    def _record(self, ti: Any, run: WorkflowRun | dict[str, Any], url: str | None, output: Any = None) -> None:
+        """Push the UI's record of this try's run (``monitoring.XCOM_KEY``), keeping first-seen times."""
+        push_record(
+            ti,
+            run_record(
+                run,
+                conn_id=self.coverbase_conn_id,
+                url=url,
+                origin=self._coverbase_origin,
+                try_number=int(ti.try_number),
+                idempotency_key=self._coverbase_key,
+                poll_interval=self.poll_interval,
+                max_poll_interval=self.max_poll_interval,
+                previous=pull_record(ti),
+                output=output,
+            ),
+        )
+
+    def _poll(self, hook: CoverbaseHook, run: WorkflowRun, url: str, deadline: float, ti: Any = None) -> WorkflowRun:
         """Poll with the hook's one client (its connection kept alive between polls), at the adaptive pace."""
         started = time.time()
         last: WorkflowRun | None = None
@@ -351,8 +383,11 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         call = client.prepare_get_workflow_run(run.workflow_run_id)  # built once, sent every poll
         pause: float | None = None  # after a failed poll: the backoff the error policy asks for
         while True:
-            for line in progress_lines(last, current, url):
+            lines = progress_lines(last, current, url)
+            for line in lines:
                 self.log.info("%s", line)
+            if lines and last is not None and ti is not None and not current.is_terminal:
+                self._record(ti, current, url)  # the UI sees progress while this worker polls
             last = current
             if current.is_terminal:
                 return current
@@ -401,18 +436,35 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger: succeed on ``completed``, fail with the trigger's message otherwise.
 
-        Only the event is used: ``dag.test()`` drops the kwargs passed to ``defer()``.
+        Only the event is used (``dag.test()`` drops the kwargs passed to ``defer()``), plus the record
+        this try pushed before deferring. The event is small (no output, no steps), so a completed
+        run is read once more here for the task's return value.
         """
         setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
-        if parsed.status == "completed" and parsed.run is not None:
+        ti = context["ti"]
+        previous = pull_record(ti) or {}
+        self._coverbase_origin = previous.get("origin") or "created"
+        self._coverbase_key = previous.get("idempotency_key")
+        url = previous.get("url")
+        if parsed.status == "completed":
+            hook = CoverbaseHook(self.coverbase_conn_id)
+            try:
+                with _as_airflow_errors():
+                    run = hook.get_workflow_run(parsed.workflow_run_id)
+            finally:
+                hook.close()
+            self._record(ti, parsed.run or run, url, output=run.output)
+            summary = run.to_summary()
             self.log.info(
                 "%s Checkpoints: %s. Output: %s",
                 parsed.message,
-                ", ".join(parsed.run.get("checkpoints") or []) or "none",
-                json.dumps(parsed.run.get("output")),
+                ", ".join(summary["checkpoints"]) or "none",
+                json.dumps(summary["output"]),
             )
-            return parsed.run
+            return summary
+        if parsed.run is not None:
+            self._record(ti, parsed.run, url)
         if parsed.status == "error" and not parsed.retryable:
             raise AirflowFailException(parsed.message)
         raise AirflowException(parsed.message)

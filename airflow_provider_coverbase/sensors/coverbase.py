@@ -15,6 +15,7 @@ from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.models import WorkflowRun
+from airflow_provider_coverbase.monitoring import pull_record, push_record, run_record
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import is_fatal
 from airflow_provider_coverbase.waiting.progress import outcome_error, progress_lines
@@ -89,6 +90,24 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
         ti.xcom_push(key="workflow_run_url", value=url)
         ti.xcom_push(key=CoverbaseWorkflowRunLink().xcom_key, value=url)
 
+    def _record(self, ti: Any, run: WorkflowRun | dict[str, Any], url: str | None, output: Any = None) -> None:
+        """Push the UI's record of the watched run (``monitoring.XCOM_KEY``), keeping first-seen times."""
+        push_record(
+            ti,
+            run_record(
+                run,
+                conn_id=self.coverbase_conn_id,
+                url=url,
+                origin="watched",
+                try_number=int(ti.try_number),
+                idempotency_key=None,
+                poll_interval=float(self.poke_interval),
+                max_poll_interval=self.max_poll_interval,
+                previous=pull_record(ti),
+                output=output,
+            ),
+        )
+
     def poke(self, context: Context) -> PokeReturnValue:
         """One status check. Returns done with the run as XCom, or not done; raises on a bad end."""
         return self._check(context)[0]
@@ -103,10 +122,11 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
             run = hook.get_workflow_run(run_id)
         except CoverbaseError as exc:
             if is_fatal(exc):
-                raise AirflowFailException(str(exc)) from exc
+                raise AirflowFailException(str(exc)) from None  # the message once, no chained traceback
             self.log.warning("Could not read Coverbase run %s yet, will poke again: %s", run_id, exc)
             return PokeReturnValue(is_done=False), url
         self._last_run = run
+        self._record(context["ti"], run, url)
         for line in progress_lines(None, run, url):
             self.log.info("%s", line)
         if not run.is_terminal:
@@ -163,9 +183,23 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
         """Resume after the trigger: the run's JSON on ``completed``, a clear failure otherwise."""
         setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
+        ti = context["ti"]
+        url = (pull_record(ti) or {}).get("url")
         if parsed.status == "completed":
+            # The event is small (no output, no steps): read the run once for the task's return value.
+            hook = self._get_hook()
+            try:
+                run = hook.get_workflow_run(parsed.workflow_run_id)
+            except CoverbaseError as exc:
+                error = AirflowException if exc.retryable else AirflowFailException
+                raise error(str(exc)) from None
+            finally:
+                self._close_hook()
+            self._record(ti, parsed.run or run, url, output=run.output)
             self.log.info("%s", parsed.message)
-            return parsed.run
+            return run.to_summary()
+        if parsed.run is not None:
+            self._record(ti, parsed.run, url)
         if parsed.status == "timeout":
             raise AirflowSensorTimeout(parsed.message)  # soft_fail is applied by BaseSensorOperator
         if parsed.status == "error" and parsed.retryable:

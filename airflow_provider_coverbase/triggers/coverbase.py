@@ -34,6 +34,7 @@ from airflow_provider_coverbase.client._core import Call
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
+from airflow_provider_coverbase.monitoring import brief
 from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
 from airflow_provider_coverbase.waiting.progress import linked, outcome_error, progress_lines, timeout_error
 from airflow_provider_coverbase.waiting.schedule import (
@@ -56,7 +57,9 @@ class WorkflowRunEvent(BaseModel):
     status: Literal["completed", "failed", "cancelled", "timeout", "error"]
     workflow_run_id: str
     message: str
-    #: The last reading of the run (``WorkflowRun.to_summary()``), when there was one.
+    #: The last reading of the run, in brief (:func:`~airflow_provider_coverbase.monitoring.brief`: status,
+    #: checkpoints with the time each was first seen, reason; no output, no steps), so Airflow's
+    #: "Trigger fired event" log line stays short. The task reads the output itself when it needs it.
     run: dict[str, Any] | None = None
     retryable: bool = False
 
@@ -111,6 +114,8 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         self.dashboard_url = dashboard_url
         self.started_at = float(started_at) if started_at is not None else time.time()
         self._client: AsyncCoverbaseClient | None = None
+        #: When this trigger first saw each checkpoint (for the UI record; only changed answers add to it).
+        self._seen: dict[str, float] | None = None
 
     @property
     def log(self) -> Any:
@@ -153,7 +158,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
             status=status,  # type: ignore[arg-type]  # validated by the model
             workflow_run_id=self.workflow_run_id,
             message=message,
-            run=run.to_summary() if run is not None else None,
+            run=self._brief(run) if run is not None else None,
             retryable=retryable,
         )
         return TriggerEvent(event.model_dump(mode="json"))  # type: ignore[no-untyped-call]
@@ -223,7 +228,16 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         finally:
             await self._close()
 
+    def _brief(self, run: WorkflowRun) -> dict[str, Any]:
+        seen = [{"name": name, "at": at} for name, at in (self._seen or {}).items()]
+        return brief(run, {"checkpoints": seen})
+
     def _log_progress(self, previous: WorkflowRun | None, current: WorkflowRun) -> None:
+        now = time.time()
+        for name in current.checkpoints:
+            if self._seen is None:
+                self._seen = {}
+            self._seen.setdefault(name, now)
         for line in progress_lines(previous, current, self.dashboard_url):
             self.log.info("%s", line)
 

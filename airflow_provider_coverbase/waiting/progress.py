@@ -10,10 +10,11 @@ When to poll is :mod:`airflow_provider_coverbase.waiting.schedule`, what a faile
 :mod:`~airflow_provider_coverbase.waiting.errors`, and which run a try attaches to
 :mod:`~airflow_provider_coverbase.waiting.reattach`.
 
-Every line that holds a URL puts the run id and the URL first and keeps whitespace on both sides of
-the URL: Airflow's log view turns ``http...`` after whitespace into a link that runs to the next
-whitespace (so ``(url)`` or ``url.`` would link a wrong URL), and it cuts long lines in its default
-view, so the long parts (workflow name, reason, output) come last.
+Progress lines put the run id and the URL first; the failure and timeout messages put the reason
+first (what the reader needs, and what Airflow's no-wrap log view would otherwise cut off at
+1280 px) and the run id and URL in brackets after it. Every URL has whitespace on both sides:
+Airflow's log view turns ``http...`` after whitespace into a link that runs to the next whitespace
+(so ``(url)`` or ``url.`` would link a wrong URL).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def progress_lines(previous: WorkflowRun | None, current: WorkflowRun, url: str 
         if before.get(step_id) != (label, status, message):
             detail = f": {message}" if message else ""
             lines.append(f"Step {status}: {label}{detail}")
+    if status_line is not None and (error := outcome_error(current, url)) is not None:
+        status_line = str(error)  # a failed or cancelled run's line starts with the reason
     if status_line is not None:
         # A run's end is told after the checkpoints that led to it; any other status first.
         lines = [*lines, status_line] if current.is_terminal else [status_line, *lines]
@@ -96,24 +99,28 @@ def progress_lines(previous: WorkflowRun | None, current: WorkflowRun, url: str 
 def outcome_error(run: WorkflowRun, url: str | None = None) -> WorkflowRunError | None:
     """The error a terminal run means, or ``None`` for a completed (or still running) run.
 
-    ``Coverbase run <id> ended failed: <url> It failed after checkpoint vendors_selected, at step
-    'send': SMTP down. Workflow: 'sweep'.``: the run and its link first, then where it stopped (the
-    last checkpoint reached, which did not fail itself), then the reason when the API gives one
-    (:attr:`WorkflowRun.failure_reason`), then the workflow.
+    The reason first, so it is readable at 1280 px in the log view's no-wrap mode and at the top
+    of the task's exception: ``Coverbase run failed after checkpoint 'vendors_selected', at step
+    'send': SMTP down (run cbwfr_..., workflow 'sweep', https://... )``. Where it stopped (the last
+    checkpoint reached, which did not fail itself), the failed step and the reason when the API gives
+    one (:attr:`WorkflowRun.failure_reason`); then, in brackets, the run id, the workflow and the
+    link, with a space before the closing bracket so Airflow's log view links exactly the URL.
     """
     if run.status not in (WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED):
         return None
     failed = run.status == WorkflowRunStatus.FAILED
     checkpoints = run.checkpoints
-    where = f"after checkpoint {checkpoints[-1]}" if checkpoints else "before reaching any checkpoint"
+    where = f"after checkpoint '{checkpoints[-1]}'" if checkpoints else "before reaching any checkpoint"
     step = run.failed_step
     at_step = f", at step '{step.label}'" if step is not None else ""
     reason = run.failure_reason
-    why = f": {reason.rstrip('.')}." if reason else ("; Coverbase gave no reason." if failed else ".")
-    sentence = f"It {'failed' if failed else 'was cancelled'} {where}{at_step}{why}"
-    name = f" Workflow: '{run.workflow_name}'." if run.workflow_name else ""
-    head = f"Coverbase run {run.workflow_run_id} ended {run.api_status}"
-    message = f"{head}{linked(url)}{sentence}{name}" if url else f"{head}. {sentence}{name}"
+    why = f": {reason.rstrip('.')}" if reason else ("; Coverbase gave no reason" if failed else "")
+    facts = [f"run {run.workflow_run_id}"]
+    if run.workflow_name:
+        facts.append(f"workflow '{run.workflow_name}'")
+    if url:
+        facts.append(f"{url} ")
+    message = f"Coverbase run {run.api_status} {where}{at_step}{why} ({', '.join(facts)})"
     cls = WorkflowRunFailed if failed else WorkflowRunCancelled
     return cls(message, workflow_run_id=run.workflow_run_id, status=run.status.value)
 
@@ -125,11 +132,11 @@ def timeout_error(
     status = last.api_status if last is not None else "unknown"
     checkpoint = ""
     if last is not None and last.checkpoints:
-        checkpoint = f", last checkpoint {last.checkpoints[-1]}"
-    head = f"stopped waiting for Coverbase run {workflow_run_id} after {waited_seconds:.0f} s"
+        checkpoint = f", last checkpoint '{last.checkpoints[-1]}'"
+    where = f"run {workflow_run_id}, {url} " if url else f"run {workflow_run_id}"
     return WorkflowRunTimedOut(
-        f"{head}{linked(url) if url else '. '}The run is still going in Coverbase (status {status}{checkpoint}). "
-        "Coverbase has no API to cancel it. Raise `timeout` to wait longer.",
+        f"Stopped waiting for the Coverbase run after {waited_seconds:.0f} s; it is still going in Coverbase "
+        f"(status {status}{checkpoint}), which has no API to cancel it. Raise `timeout` to wait longer ({where})",
         workflow_run_id=workflow_run_id,
         status=status,
     )

@@ -34,6 +34,10 @@ class FakeTI:
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcoms[key] = value
 
+    def xcom_pull(self, key: str = "return_value", *, map_indexes: int | None = None, **_: Any) -> Any:
+        assert map_indexes == self.map_index  # this task instance's own XCom
+        return self.xcoms.get(key)
+
 
 class MemoryStateStore:
     """Airflow 3.3's ``task_state_store`` interface, in memory."""

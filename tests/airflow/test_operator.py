@@ -12,6 +12,7 @@ import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 
+from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.operators.coverbase import STATE_KEY, CoverbaseRunWorkflowOperator
 from airflow_provider_coverbase.testing import CoverbaseEmulator
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
@@ -52,11 +53,26 @@ def test_completed_run(
         assert len(result["steps"]) == 4
     run_id = result["workflow_run_id"]
     url = f"{emulator.base_url}/_emulator/runs/{run_id}"
+    record = ti.xcoms.pop("coverbase_run")
     assert ti.xcoms == {
         "workflow_run_id": run_id,
         "workflow_run_url": url,
         "_link_CoverbaseWorkflowRunLink": url,
     }
+    # The UI's record: this try created the run under the derived key; checkpoints with their times.
+    assert record["workflow_run_id"] == run_id
+    assert record["origin"] == "created"
+    assert record["idempotency_key"].startswith("airflow:sweep_dag:run_sweep:")
+    assert record["status"] == "completed"
+    assert record["url"] == url
+    assert [c["name"] for c in record["checkpoints"]] == CHECKPOINTS
+    times = [c["at"] for c in record["checkpoints"]]
+    assert times == sorted(times)
+    expected_source = "first_seen" if emulator.state.dialect == "legacy" else "coverbase"
+    assert {c["source"] for c in record["checkpoints"]} == {expected_source}
+    assert record["next_poll_at"] is None
+    assert emulator.api_key not in json.dumps(record)
+    # A small trigger event: no output and no steps in it.
     assert emulator.run_count() == 1
     # Each checkpoint (or step) is logged once, whatever the mode (Airflow logs to stdout here).
     logged = capsys.readouterr().out.splitlines()
@@ -90,8 +106,8 @@ def test_deferral_pushes_id_and_link_first_and_serializes_primitives(emulator: C
 @pytest.mark.parametrize(
     ("workflow", "detail"),
     [
-        ("always-fails", "It failed after checkpoint vendors_selected"),
-        ("gets-cancelled", "It was cancelled after checkpoint vendors_selected."),
+        ("always-fails", "failed after checkpoint 'vendors_selected'"),
+        ("gets-cancelled", "after checkpoint 'vendors_selected' (run "),
     ],
 )
 def test_failed_or_cancelled_run_fails_retryably_with_a_useful_message(
@@ -106,20 +122,23 @@ def test_failed_or_cancelled_run_fails_retryably_with_a_useful_message(
     status = {"always-fails": "failed", "gets-cancelled": "cancelled"}[workflow]
     if emulator.state.dialect == "current" and status == "cancelled":
         status = "canceled"
-    # The run and its link first, the URL with whitespace on both sides (Airflow's log view links it).
-    assert message.startswith(f"Coverbase run {run_id} ended {status}: {emulator.base_url}/_emulator/runs/{run_id} ")
+    # The reason first; then the run, the workflow and the link, the URL with whitespace on both
+    # sides (Airflow's log view links it); once: no chained traceback of our own.
+    assert message.startswith(f"Coverbase run {status} after checkpoint")
     assert detail in message
-    assert message.endswith(f"Workflow: '{workflow}'.")
+    assert message.endswith(f"(run {run_id}, workflow '{workflow}', {emulator.base_url}/_emulator/runs/{run_id} )")
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__ or not isinstance(info.value.__context__, CoverbaseError)
     if workflow == "always-fails":
         # The reason: the legacy run body's error field, or the current API's failed step message.
         at_step = ", at step 'questionnaires_dispatched'" if emulator.state.dialect == "current" else ""
-        assert f"after checkpoint vendors_selected{at_step}: Questionnaire template not found." in message
+        assert f"after checkpoint 'vendors_selected'{at_step}: Questionnaire template not found (run" in message
         assert "last checkpoint" not in message
 
 
 def test_timeout_says_the_run_is_still_going(emulator: CoverbaseEmulator, ti: FakeTI, deferrable: bool) -> None:
     op = operator(workflow_name="stalled-forever", input={}, deferrable=deferrable, timeout=0.3)
-    with pytest.raises(AirflowException, match="The run is still going in Coverbase") as info:
+    with pytest.raises(AirflowException, match="still going in Coverbase") as info:
         execute(op, make_context(ti))
     assert not isinstance(info.value, AirflowFailException)
     assert ti.xcoms["workflow_run_id"] in str(info.value)
@@ -247,7 +266,7 @@ def test_retry_after_failure_starts_a_fresh_run_each_time(
     seen = set()
     for try_number in (1, 2, 3):
         ti = FakeTI(try_number=try_number)
-        with pytest.raises(AirflowException, match="ended failed"):
+        with pytest.raises(AirflowException, match="Coverbase run failed after checkpoint"):
             execute(operator(workflow_name="always-fails", input={}), make_context(ti, store))
         seen.add(ti.xcoms["workflow_run_id"])
     assert len(seen) == 3
@@ -258,7 +277,7 @@ def test_retry_after_a_failed_run_then_a_running_one_reattaches(
     emulator: CoverbaseEmulator, store: MemoryStateStore | None
 ) -> None:
     """Try 1's run failed; try 2 started a fresh run and died; try 3 must reattach to try 2's run."""
-    with pytest.raises(AirflowException, match="ended failed"):
+    with pytest.raises(AirflowException, match="Coverbase run failed after checkpoint"):
         execute(operator(workflow_name="always-fails", input={}), make_context(FakeTI(try_number=1), store))
     emulator.set_speed(0)  # freeze time: try 2's run stays running
     second, third = FakeTI(try_number=2), FakeTI(try_number=3)

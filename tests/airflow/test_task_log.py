@@ -49,6 +49,11 @@ def test_every_logged_url_links_to_the_run_and_comes_early(
         links = AIRFLOW_LOG_LINK.findall(text)
         assert links == [url], text  # exactly the run's URL: no ")", ".", ";" or "," glued to it
         message = message_of(text)
+        if message.startswith("Coverbase run failed"):
+            # A failure: the reason first (what the log view would cut at 1280 px), the run and link after.
+            assert message.index("Questionnaire template not found") < message.index(url), text
+            assert f"(run {ti.xcoms['workflow_run_id']}, workflow '{workflow}', {url} )" in message, text
+            continue
         assert message.startswith(f"Coverbase run {ti.xcoms['workflow_run_id']}"), text
         assert message.index(url) < 80, text  # before the long parts, which the log view may cut
         if "workflow" in message.lower():
@@ -61,7 +66,8 @@ def test_timeout_message_links_the_run(emulator: CoverbaseEmulator, ti: FakeTI) 
         execute(op, make_context(ti))
     message = str(info.value)
     assert AIRFLOW_LOG_LINK.findall(message) == [ti.xcoms["workflow_run_url"]]
-    assert message.index("http") < message.index("The run is still going")
+    # The reason first (readable at 1280 px), the run and its link after it.
+    assert message.index("still going in Coverbase") < message.index("http")
 
 
 # ---- 10. "attached" only when an earlier try's run was really found ---------------------------
@@ -111,7 +117,7 @@ def test_retry_whose_own_post_started_the_run_does_not_claim_to_reattach(
 def test_retry_after_a_failed_run_starts_fresh_and_does_not_claim_to_reattach(
     emulator: CoverbaseEmulator, capsys: pytest.CaptureFixture[str], store: MemoryStateStore | None
 ) -> None:
-    with pytest.raises(AirflowException, match="ended failed"):
+    with pytest.raises(AirflowException, match="Coverbase run failed after checkpoint"):
         execute(operator(workflow_name="always-fails", input={}), make_context(FakeTI(try_number=1), store))
     capsys.readouterr()
     emulator.set_speed(0)  # try 2's fresh run stays running

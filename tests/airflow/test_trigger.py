@@ -87,6 +87,13 @@ async def test_one_event_per_terminal_status(emulator: CoverbaseEmulator, workfl
     assert event.run is not None
     assert event.run["status"] == status
     assert run_id in event.message
+    # A small event (Airflow prints it in "Trigger fired event"): no output and no steps, checkpoints with times.
+    assert "output" not in event.run
+    assert "steps" not in event.run
+    assert len(json.dumps(event.model_dump(mode="json"))) < 1500
+    assert all(
+        isinstance(c["at"], float) and c["source"] in ("coverbase", "first_seen") for c in event.run["checkpoints"]
+    )
 
 
 async def test_deadline_ends_in_a_timeout_event(emulator: CoverbaseEmulator) -> None:
@@ -94,7 +101,7 @@ async def test_deadline_ends_in_a_timeout_event(emulator: CoverbaseEmulator) -> 
     trigger = CoverbaseWorkflowRunTrigger(run_id, poll_interval=0.02, deadline=time.time() + 0.2)
     (event,) = await events(trigger)
     assert event.status == "timeout"
-    assert "The run is still going in Coverbase" in event.message
+    assert "still going in Coverbase" in event.message
     assert event.run is not None
     assert event.run["status"] == "running"
 
@@ -202,7 +209,7 @@ async def test_each_change_is_logged_once(emulator: CoverbaseEmulator, capsys: p
     assert event.status == "completed"
     out = capsys.readouterr().out
     gets = [r for r in emulator.requests if r["method"] == "GET" and run_id in r["path"]]
-    checkpoints = event.run["checkpoints"] if event.run else []
+    checkpoints = [c["name"] for c in event.run["checkpoints"]] if event.run else []
     assert len(gets) > len(checkpoints)  # some answers repeated the one before
     assert out.count(f"Coverbase run {run_id}: running") == 1
     assert out.count(f"Coverbase run {run_id}: completed") == 1

@@ -338,12 +338,13 @@ async def test_failure_reason_of_a_legacy_run_body(kind: str, extra: dict[str, A
     assert run.to_summary()["failure_reason"] == reason
     assert error is not None
     text = str(error)
-    assert text.startswith("Coverbase run cbwfr_1 ended failed: https://dash.example/runs/cbwfr_1 It failed after ")
-    assert "It failed after checkpoint vendors_selected" in text  # not "last checkpoint", which read as the culprit
+    # The reason first, then the run and its link (a space before the bracket: the log view links the URL).
+    assert text.startswith("Coverbase run failed after checkpoint 'vendors_selected'")  # not "last checkpoint"
+    assert text.endswith(f"(run cbwfr_1, workflow '{SWEEP}', https://dash.example/runs/cbwfr_1 )")
     if reason:
-        assert f"vendors_selected: {reason.rstrip('.')}." in text
+        assert f"'vendors_selected': {reason.rstrip('.')} (run" in text
     else:
-        assert "Coverbase gave no reason." in text
+        assert "; Coverbase gave no reason (run" in text
     await api.close()
 
 
@@ -363,10 +364,10 @@ async def test_failure_reason_of_a_current_run_is_the_failed_steps_message(kind:
     text = str(outcome_error(got))
     assert got.failure_reason == "SMTP down"
     assert text == (
-        f"Coverbase run {run.workflow_run_id} ended failed. It failed after checkpoint Select vendors, "
-        f"at step 'Send': SMTP down. Workflow: '{SWEEP}'."
+        f"Coverbase run failed after checkpoint 'Select vendors', at step 'Send': SMTP down "
+        f"(run {run.workflow_run_id}, workflow '{SWEEP}')"
     )
     fake.set_status(run.workflow_run_id, "canceled", steps=[])
     cancelled = await api("get_workflow_run", run.workflow_run_id)
-    assert "It was cancelled before reaching any checkpoint." in str(outcome_error(cancelled))
+    assert "Coverbase run canceled before reaching any checkpoint (run" in str(outcome_error(cancelled))
     await api.close()

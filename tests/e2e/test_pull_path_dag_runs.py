@@ -199,4 +199,5 @@ def test_a_hand_declared_copy_of_the_asset_without_the_watcher_is_reported(stack
     assert "[coverbase] pull_connections" in log
     # What the first test checks the absence of: the watch stopped and started again.
     assert "cancelled" in log.lower()
-    assert stack.watch_checks() >= 3
+    # The warning is logged as the third watch starts, before its check reaches the emulator.
+    wait_for("the third watch's check", lambda: stack.watch_checks() >= 3, timeout=30)

@@ -1,0 +1,195 @@
+"""What a task records about its Coverbase run for the UI views, and the small trigger event. No Airflow imports.
+
+The operator and the sensor push one XCom, :data:`XCOM_KEY` (``coverbase_run``), holding a
+:func:`run_record`: the run id, the connection, the idempotency key, whether this try *created* the
+run, *reattached* to one an earlier try started, or *watched* one it did not start (sensor), the
+status, the checkpoints with the time each was reached (``source="coverbase"``, when the API gives a
+time: a current-API step's ``updated_at``) or else first seen by a poll (``source="first_seen"``), the
+current step, the failure reason, the last poll and the next poll expected (from the adaptive
+schedule), and the output (capped at :data:`MAX_OUTPUT_CHARS` of JSON, with ``output_truncated``).
+
+The record is pushed when the try starts watching (before deferring) and again when it ends. A
+deferred task's trigger has no database access, so while it waits the record is not updated; the UI's
+API reads the run from Coverbase for the rows on screen instead (see ``plugins/ui_api.py``). The
+trigger's event carries only :func:`brief` (status, checkpoints with first-seen times, reason,
+current step: what the task needs to resume and to complete the record), never the output or the
+steps, so Airflow's "Trigger fired event" log line stays short.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from airflow_provider_coverbase.models import WorkflowRun
+from airflow_provider_coverbase.waiting.schedule import poll_interval_for, run_age
+
+__all__ = [
+    "MAX_CHECKPOINTS",
+    "MAX_OUTPUT_CHARS",
+    "RECORD_VERSION",
+    "XCOM_KEY",
+    "Origin",
+    "brief",
+    "checkpoint_times",
+    "current_step",
+    "run_record",
+]
+
+#: XCom key of the record.
+XCOM_KEY = "coverbase_run"
+RECORD_VERSION = 1
+#: The output is kept in the record up to this many characters of JSON; longer is cut, and said so.
+MAX_OUTPUT_CHARS = 20_000
+#: At most this many checkpoints are carried in a trigger event and in a record (the last ones).
+MAX_CHECKPOINTS = 200
+
+Origin = Literal["created", "reattached", "watched"]
+
+
+def checkpoint_times(
+    run: WorkflowRun, previous: Mapping[str, Any] | None = None, now: float | None = None
+) -> list[dict[str, Any]]:
+    """The run's checkpoints, each with ``name``, ``at`` (Unix seconds) and ``source``.
+
+    ``source="coverbase"``: the time Coverbase gave (a current-API step's ``updated_at``).
+    ``source="first_seen"``: no time from Coverbase; ``at`` is when a poll first saw it, kept from
+    ``previous`` (an earlier record or a trigger's :func:`brief`) when it was seen before.
+    """
+    now = time.time() if now is None else now
+    seen: dict[str, float] = {}
+    for item in (previous or {}).get("checkpoints") or []:
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str) and isinstance(item.get("at"), int | float):
+            seen.setdefault(str(item["name"]), float(item["at"]))
+    step_times: dict[str, float] = {}
+    for step in run.steps or ():
+        if step.status == "success" and step.updated_at is not None:
+            step_times.setdefault(step.label, step.updated_at.timestamp())
+    result = []
+    for name in run.checkpoints[-MAX_CHECKPOINTS:]:
+        if name in step_times:
+            result.append({"name": name, "at": step_times[name], "source": "coverbase"})
+        else:
+            result.append({"name": name, "at": seen.get(name, now), "source": "first_seen"})
+    return result
+
+
+def current_step(run: WorkflowRun) -> str | None:
+    """The step the run is at: the first step without a result yet (current API), else ``None``."""
+    for step in run.steps or ():
+        if step.status is None:
+            return step.label
+    return None
+
+
+def _ts(value: Any) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def brief(run: WorkflowRun, previous: Mapping[str, Any] | None = None, now: float | None = None) -> dict[str, Any]:
+    """The few facts of a run a trigger event carries: no output, no steps (a few hundred bytes)."""
+    failed = run.failed_step
+    return {
+        "workflow_run_id": run.workflow_run_id,
+        "workflow_name": run.workflow_name,
+        "status": run.status.value,
+        "api_status": run.api_status,
+        "started_at": _ts(run.started_at),
+        "completed_at": _ts(run.completed_at),
+        "checkpoints": checkpoint_times(run, previous, now),
+        "current_step": current_step(run),
+        "failed_step": failed.label if failed is not None else None,
+        "failure_reason": run.failure_reason,
+    }
+
+
+def _capped_output(output: Any) -> tuple[Any, bool]:
+    if output is None:
+        return None, False
+    text = json.dumps(output, default=str)
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return output, False
+    return text[:MAX_OUTPUT_CHARS], True
+
+
+def run_record(
+    run: WorkflowRun | Mapping[str, Any],
+    *,
+    conn_id: str,
+    url: str | None,
+    origin: Origin,
+    try_number: int,
+    idempotency_key: str | None,
+    poll_interval: float,
+    max_poll_interval: float,
+    previous: Mapping[str, Any] | None = None,
+    polled_at: float | None = None,
+    output: Any = None,
+) -> dict[str, Any]:
+    """The XCom record of one try's run (see the module docstring).
+
+    ``run`` is a :class:`WorkflowRun` read just now, or a trigger event's :func:`brief` (then
+    ``output`` may be given separately). ``previous`` (the record pushed earlier in this try) keeps
+    the first-seen times of checkpoints.
+    """
+    polled_at = time.time() if polled_at is None else polled_at
+    if isinstance(run, WorkflowRun):
+        facts = brief(run, previous, polled_at)
+        output = run.output
+    else:
+        facts = dict(run)
+        old = {c["name"]: c for c in (previous or {}).get("checkpoints") or [] if isinstance(c, Mapping)}
+        facts["checkpoints"] = [
+            old.get(c["name"], c) if c.get("source") == "first_seen" else c
+            for c in facts.get("checkpoints") or []
+            if isinstance(c, Mapping) and "name" in c
+        ]
+    terminal = facts["status"] in ("completed", "failed", "cancelled")
+    next_poll = None
+    if not terminal:
+        started = facts.get("started_at") or polled_at
+        age = max(0.0, polled_at - float(started))
+        next_poll = polled_at + poll_interval_for(age, poll_interval, max_poll_interval)
+    value, truncated = _capped_output(output)
+    return {
+        "v": RECORD_VERSION,
+        "conn_id": conn_id,
+        "url": url,
+        "origin": origin,
+        "try_number": try_number,
+        "idempotency_key": idempotency_key,
+        **facts,
+        "last_poll_at": polled_at,
+        "next_poll_at": next_poll,
+        "poll_interval": poll_interval,
+        "max_poll_interval": max_poll_interval,
+        "output": value,
+        "output_truncated": truncated,
+    }
+
+
+def expected_next_poll(record: Mapping[str, Any], now: float) -> float | None:
+    """When the waiting task polls next at the latest, by the adaptive schedule (``None`` once terminal)."""
+    if record.get("status") in ("completed", "failed", "cancelled"):
+        return None
+    started = record.get("started_at") or record.get("last_poll_at") or now
+    age = run_age(None, float(started), now)
+    return now + poll_interval_for(
+        age, float(record.get("poll_interval") or 30.0), float(record.get("max_poll_interval") or 1800.0)
+    )
+
+
+def pull_record(ti: Any) -> dict[str, Any] | None:
+    """The record this try pushed earlier (before deferring), or ``None``; never fails the task."""
+    try:
+        value = ti.xcom_pull(key=XCOM_KEY, map_indexes=ti.map_index)
+    except Exception:  # a missing record must not fail the task: its times are re-seen instead
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def push_record(ti: Any, record: Mapping[str, Any]) -> None:
+    """Push ``record`` under :data:`XCOM_KEY`."""
+    ti.xcom_push(key=XCOM_KEY, value=dict(record))
