@@ -1,6 +1,7 @@
 """Client for the Coverbase Workflows API, sync and async, on httpx. No Airflow imports here.
 
-The logic lives once in :mod:`._core` (request building, parsing, error mapping, retry policy);
+The logic lives once, free of I/O, in :mod:`._core` and the modules it drives (request building,
+answer parsing, error mapping, the retry decision);
 :class:`CoverbaseClient` and :class:`AsyncCoverbaseClient` are thin drivers over it. ``_async.py`` is
 generated from ``_sync.py`` by ``scripts/unasync.py`` and checked by ``make test``.
 """
@@ -18,7 +19,8 @@ from airflow_provider_coverbase.client._config import (
     ClientConfig,
     RetryPolicy,
 )
-from airflow_provider_coverbase.client._core import RunListFilters, check_json_object, is_missing_list_endpoint
+from airflow_provider_coverbase.client._error_mapping import is_missing_list_endpoint
+from airflow_provider_coverbase.client._inputs import RunListFilters, check_json_object
 from airflow_provider_coverbase.client._shared import SharedClients, shared_clients
 from airflow_provider_coverbase.client._sync import CoverbaseClient
 from airflow_provider_coverbase.client._transport import AiohttpTransport
