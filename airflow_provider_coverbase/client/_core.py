@@ -21,11 +21,13 @@ from airflow_provider_coverbase.client._answers import as_success, check_same_wo
 from airflow_provider_coverbase.client._call import Call
 from airflow_provider_coverbase.client._config import ClientConfig
 from airflow_provider_coverbase.client._error_mapping import add_workflow_name_hint, status_error, transport_error
+from airflow_provider_coverbase.client._inputs import RunListFilters
 from airflow_provider_coverbase.client._requests import RequestBuilder
 from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.models import WorkflowRun
 
-__all__ = ["Call", "ClientCore"]
+#: ``Call`` and ``RunListFilters`` are re-exported: the two drivers need nothing but this module.
+__all__ = ["Call", "ClientCore", "RunListFilters"]
 
 log = logging.getLogger("airflow_provider_coverbase.client")
 
