@@ -103,11 +103,8 @@ def test_retry_after_placement(
 # ---- sparse GET bodies --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_sparse_get_bodies(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_sparse_get_bodies(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_speed(0)  # frozen: the run cannot move on between the two reads
     with client_for(emu) as client:
         run_id = post(client, "adhoc-campaign").json()["workflow_run_id"]
@@ -143,11 +140,8 @@ def test_current_lists_runs_without_any_flag(current_client: httpx.Client) -> No
 # ---- workflows belong to an org -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_another_orgs_workflow_is_not_found(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_another_orgs_workflow_is_not_found(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_variants(legacy_v2_endpoints=True)
     emu.add_workflow("org-two-only", [("done", 1)], org=emu.other_org_id)
     with client_for(emu) as mine, client_for(emu, emu.other_api_key) as theirs:
@@ -181,11 +175,8 @@ def test_workflow_org_must_exist(coverbase_emulator: CoverbaseEmulator) -> None:
 # ---- the run page shows why a run failed ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_run_page_shows_the_failure_reason(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_run_page_shows_the_failure_reason(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_speed(0)
     with client_for(emu) as client:
         run_id = post(client, "always-fails").json()["workflow_run_id"]
@@ -198,7 +189,7 @@ def test_run_page_shows_the_failure_reason(
     )
     assert f"<strong>Reason:</strong> {reason}" in page
     assert as_json["failure_reason"] == reason
-    if dialect == "legacy":
+    if emu.dialect == "legacy":
         assert api_view["error"] == "Questionnaire template not found."  # like its workflow.failed webhook
     else:
         assert "error" not in api_view and api_view["steps"][-1]["message"] == "Questionnaire template not found."
