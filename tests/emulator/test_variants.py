@@ -6,9 +6,6 @@ Variants are switched four ways: the CLI flag, the YAML config, the fixture argu
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import pytest
 
 from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, load_config
 from airflow_provider_coverbase.testing.config import ConfigError
+from airflow_provider_coverbase.testing.process import start_emulator_process
 
 from .conftest import client_for
 
@@ -244,28 +242,9 @@ def test_fixture_argument_sets_variants(coverbase_emulator_factory: Any) -> None
 
 
 def test_cli_flags_set_variants() -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_provider_coverbase.testing",
-        "--port",
-        "0",
-        "--conflict-shape",
-        "none",
-        "--retry-after",
-        "string",
-        "--sparse-get-bodies",
-        "--legacy-v2-endpoints",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
-        base_url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("Base URL:"))
-        variants = httpx.get(f"{base_url}/_emulator", timeout=10).json()["variants"]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    flags = ["--conflict-shape", "none", "--retry-after", "string", "--sparse-get-bodies", "--legacy-v2-endpoints"]
+    with start_emulator_process(flags) as emulator:
+        variants = httpx.get(f"{emulator.base_url}/_emulator", timeout=10).json()["variants"]
     assert variants == {
         "conflict_shape": "none",
         "retry_after": "string",
