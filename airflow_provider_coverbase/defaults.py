@@ -3,28 +3,11 @@
 The client (:mod:`airflow_provider_coverbase.client`) uses them when a setting is not given, and the
 connection form describes them (``get_provider_info``) without storing them, so a default changed in
 a later release reaches every connection that left the field empty. This module imports nothing,
-because Airflow reads the provider info in every process that discovers providers.
+because Airflow reads the provider info in every process that discovers providers; every name in it
+is a default, so it needs no ``__all__``.
 """
 
 from __future__ import annotations
-
-__all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_DASHBOARD_RUN_PATH",
-    "DEFAULT_DASHBOARD_URL",
-    "DEFAULT_KEEPALIVE_EXPIRY",
-    "DEFAULT_MAX_REQUESTS_PER_SECOND",
-    "DEFAULT_MAX_RETRIES",
-    "DEFAULT_PULL_LOOKBACK",
-    "DEFAULT_PULL_POLL_INTERVAL",
-    "DEFAULT_RETRY_INITIAL_DELAY",
-    "DEFAULT_RETRY_MAX_DELAY",
-    "DEFAULT_TIMEOUT",
-    "DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE",
-    "MAX_WEBHOOK_TIMESTAMP_TOLERANCE",
-    "MIN_WEBHOOK_SECRET_LENGTH",
-]
 
 DEFAULT_BASE_URL = "https://api.coverbase.app"
 #: Where runs are shown to people. Not documented by the API reference: override it per connection.

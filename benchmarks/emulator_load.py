@@ -14,46 +14,11 @@ import asyncio
 import itertools
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import httpx
 
-
-def start_emulator(dialect: str) -> tuple[subprocess.Popen[str], str, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_provider_coverbase.testing",
-        "--port",
-        "0",
-        "--dialect",
-        dialect,
-    ]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-        command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
-    assert process.stdout is not None
-    base_url = api_key = ""
-    while not (base_url and api_key):
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("the emulator exited early")
-        if line.startswith("Base URL:"):
-            base_url = line.split(": ", 1)[1].strip()
-        elif line.startswith("API key:"):
-            api_key = line.split(": ", 1)[1].strip()
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            httpx.get(f"{base_url}/_emulator")
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    return process, base_url, api_key
+from airflow_provider_coverbase.testing.process import start_emulator_process
 
 
 async def create_runs(client: httpx.AsyncClient, count: int, concurrency: int) -> list[str]:
@@ -121,7 +86,9 @@ async def poll(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    process, base_url, api_key = start_emulator(args.dialect)
+    emulator = start_emulator_process(["--dialect", args.dialect])
+    emulator.wait_until_serving()
+    process, base_url, api_key = emulator.process, emulator.base_url, emulator.api_key
     try:
         # httpcore's pool gets slow with many connections, so shard them over several clients.
         per_client = 8

@@ -100,14 +100,14 @@ def transport_factory(name: str) -> Callable[[], Any]:
     if name == "httpcore":
         import httpx
 
-        from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY
         from airflow_provider_coverbase.client._http import connection_limits, shared_ssl_context
+        from airflow_provider_coverbase.defaults import DEFAULT_KEEPALIVE_EXPIRY
 
         limits = connection_limits(32, DEFAULT_KEEPALIVE_EXPIRY)
         return lambda: httpx.AsyncHTTPTransport(verify=shared_ssl_context(), limits=limits)
     if name == "aiohttp":
-        from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY
         from airflow_provider_coverbase.client._transport import DEFAULT_MAX_CONNECTIONS, AiohttpTransport
+        from airflow_provider_coverbase.defaults import DEFAULT_KEEPALIVE_EXPIRY
 
         return lambda: AiohttpTransport(DEFAULT_MAX_CONNECTIONS, DEFAULT_KEEPALIVE_EXPIRY)
     if name == "httpx-aiohttp":
@@ -122,8 +122,8 @@ def _aiohttp_factory() -> Callable[[], Any]:
     except ImportError:
         raise SystemExit("the aiohttp transport needs: .venv/bin/pip install httpx-aiohttp") from None
 
-    from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY
     from airflow_provider_coverbase.client._http import shared_ssl_context
+    from airflow_provider_coverbase.defaults import DEFAULT_KEEPALIVE_EXPIRY
 
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(

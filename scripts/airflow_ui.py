@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -25,22 +24,16 @@ def main() -> int:
     home = REPO / ".demo" / "airflow-ui-home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
-    emulator = subprocess.Popen(
-        [str(BIN / "python"), "-m", "airflow_provider_coverbase.testing", "--port", emulator_port, "--speed", "2"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert emulator.stdout is not None
-    conn = ""
-    for line in emulator.stdout:
-        print(f"[emulator] {line.rstrip()}")
-        if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="):
-            conn = shlex.split(line.removeprefix("export "))[0].split("=", 1)[1]
-            break
-    if not conn:
-        emulator.kill()
+    from airflow_provider_coverbase.testing.process import start_emulator_process
+
+    try:
+        started = start_emulator_process(
+            ["--port", emulator_port, "--speed", "2"], python=str(BIN / "python"), echo=True
+        )
+    except RuntimeError:
         print("the Coverbase emulator did not start", file=sys.stderr)
         return 1
+    emulator, conn = started.process, started.connection
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # standalone spawns `airflow ...`

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -28,24 +27,13 @@ STORY = re.compile(r"Coverbase run|Checkpoint reached|Step (success|failed|skipp
 
 def start_emulator() -> tuple[subprocess.Popen[str], str, str]:
     """Start ``coverbase-emulator`` on a free port; return the process, base URL and connection value."""
-    process = subprocess.Popen(
-        [str(BIN / "python"), "-m", "airflow_provider_coverbase.testing", "--port", "0", "--speed", "4"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = conn = ""
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("Base URL: "):
-            base_url = line.split(": ", 1)[1].strip()
-        if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="):
-            conn = shlex.split(line.removeprefix("export "))[0].split("=", 1)[1]
-            break
-    if not base_url or not conn:
-        process.kill()
-        raise SystemExit("the Coverbase emulator did not start")
-    return process, base_url, conn
+    from airflow_provider_coverbase.testing.process import start_emulator_process
+
+    try:
+        emulator = start_emulator_process(["--speed", "4"], python=str(BIN / "python"), stderr=subprocess.STDOUT)
+    except RuntimeError:
+        raise SystemExit("the Coverbase emulator did not start") from None
+    return emulator.process, emulator.base_url, emulator.connection
 
 
 def show_run(base_url: str, api_key: str) -> None:

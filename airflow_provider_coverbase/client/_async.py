@@ -11,17 +11,16 @@ from typing import Any, Self, TypeVar, Unpack
 import httpx
 
 from airflow_provider_coverbase.client._budget import RequestBudget
-from airflow_provider_coverbase.client._config import (
+from airflow_provider_coverbase.client._config import ClientConfig, RetryPolicy
+from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
+from airflow_provider_coverbase.client._transport import AiohttpTransport
+from airflow_provider_coverbase.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_KEEPALIVE_EXPIRY,
     DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_TIMEOUT,
-    ClientConfig,
-    RetryPolicy,
 )
-from airflow_provider_coverbase.client._core import Call, ClientCore, RunListFilters
-from airflow_provider_coverbase.client._transport import AiohttpTransport
 from airflow_provider_coverbase.exceptions import CoverbaseError, NotFoundError
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 

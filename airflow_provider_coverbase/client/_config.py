@@ -14,8 +14,6 @@ from urllib.parse import urlsplit
 from airflow_provider_coverbase.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DASHBOARD_RUN_PATH,
-    DEFAULT_DASHBOARD_URL,
     DEFAULT_KEEPALIVE_EXPIRY,
     DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_MAX_RETRIES,
@@ -30,14 +28,8 @@ from airflow_provider_coverbase.exceptions import (
 )
 
 __all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_CONNECT_TIMEOUT",
-    "DEFAULT_DASHBOARD_RUN_PATH",
-    "DEFAULT_DASHBOARD_URL",
+    # Re-exported for client/_shared.py only; the defaults live in (and are imported from) ``defaults``.
     "DEFAULT_KEEPALIVE_EXPIRY",
-    "DEFAULT_MAX_REQUESTS_PER_SECOND",
-    "DEFAULT_MAX_RETRIES",
-    "DEFAULT_TIMEOUT",
     "ClientConfig",
     "RetryPolicy",
     "is_loopback_host",

@@ -75,7 +75,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from airflow_provider_coverbase.client._core import MAX_LIST_LIMIT, encode_path_segment, is_missing_list_endpoint
+from airflow_provider_coverbase.client._error_mapping import is_missing_list_endpoint
+from airflow_provider_coverbase.client._inputs import MAX_LIST_LIMIT, encode_path_segment
 from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK
 from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook

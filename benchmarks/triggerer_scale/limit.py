@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import subprocess
-import sys
 import urllib.request
 from collections import Counter, defaultdict
 from typing import Any
 
+from airflow_provider_coverbase.testing.process import start_emulator_process
 from benchmarks.harness.report import fmt, human_duration, percentile, print_table
 from benchmarks.triggerer_scale.bench import Bench
 from benchmarks.triggerer_scale.kinds import KINDS
@@ -20,21 +19,9 @@ from benchmarks.triggerer_scale.kinds import KINDS
 def start_emulator(bench: Bench, log_limit: int) -> tuple[subprocess.Popen[str], str]:
     config = bench.workdir / "emulator.json"
     config.write_text(json.dumps({"request_log_limit": log_limit}))
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "airflow_provider_coverbase.testing", "--port", "0", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    bench.children.append(process)
-    assert process.stdout is not None
-    base_url = ""
-    while not base_url:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("the emulator exited early")
-        if line.startswith("Base URL:"):
-            base_url = line.split(": ", 1)[1].strip()
+    emulator = start_emulator_process(["--config", str(config)])
+    bench.children.append(emulator.process)
+    process, base_url = emulator.process, emulator.base_url
     return process, base_url
 
 

@@ -107,6 +107,20 @@ class Running:
             await self.task
 
 
+async def watch_one_run(
+    fake: FakeCoverbaseAPI, trigger: CoverbaseWorkflowRunEventTrigger, *, polls: int = 1
+) -> tuple[Running, str]:
+    """Run ``trigger`` until it has listed runs ``polls`` times, finish one new run (at T0), and stop
+    the trigger once it has emitted that run (``wait_until`` fails the test if it never does)."""
+    running = Running(trigger)
+    await wait_until(lambda: list_calls(fake) >= polls)
+    run_id = start_run(fake)
+    finish(fake, run_id, at=T0)
+    await wait_until(lambda: len(running.events) == 1)
+    await running.stop()
+    return running, run_id
+
+
 def rebuilt(trigger: CoverbaseWorkflowRunEventTrigger, store: MemoryAssetStore | None) -> Any:
     """A new trigger from the old one's serialized kwargs, with the store the triggerer injects."""
     classpath, kwargs = trigger.serialize()
@@ -279,12 +293,7 @@ async def test_restart_with_the_state_store_resumes_without_repeats(fake: FakeCo
 
 
 async def test_restart_without_a_state_store_takes_a_new_baseline(fake: FakeCoverbaseAPI) -> None:
-    running = Running(watcher(None))
-    await wait_until(lambda: list_calls(fake) >= 1)
-    a = start_run(fake)
-    finish(fake, a, at=T0)
-    await wait_until(lambda: len(running.events) == 1)
-    await running.stop()
+    running, a = await watch_one_run(fake, watcher(None))
     b = start_run(fake)
     finish(fake, b, at=T0 + 5)  # finishes while the triggerer is down: part of the new baseline
     second = Running(rebuilt(running.trigger, None))
@@ -312,15 +321,9 @@ async def test_nothing_is_emitted_until_the_state_is_stored(fake: FakeCoverbaseA
 
 async def test_transient_errors_back_off_and_polling_goes_on(fake: FakeCoverbaseAPI) -> None:
     fake.script.append(httpx.Response(503, json={"detail": "Service Unavailable"}))
-    trigger = watcher(MemoryAssetStore())
-    running = Running(trigger)
-    await wait_until(lambda: list_calls(fake) >= 2)
-    a = start_run(fake)
-    finish(fake, a, at=T0)
-    await wait_until(lambda: len(running.events) == 1)
-    await running.stop()
+    running, run_id = await watch_one_run(fake, watcher(MemoryAssetStore()), polls=2)
     assert not fake.script  # the scripted 503 was answered, and the watch went on
-    assert [e["workflow_run_id"] for e in running.events] == [a]
+    assert [e["workflow_run_id"] for e in running.events] == [run_id]
     assert list_calls(fake) >= 3  # the failed poll, the baseline, the poll that saw the run
 
 
@@ -498,13 +501,8 @@ async def test_a_store_of_another_shape_falls_back_to_memory(fake: FakeCoverbase
 
     trigger = watcher(None)
     trigger.asset_state_store = SeveralAssets()
-    running = Running(trigger)
-    await wait_until(lambda: list_calls(fake) >= 1)
-    a = start_run(fake)
-    finish(fake, a, at=T0)
-    await wait_until(lambda: len(running.events) == 1)
-    await running.stop()
-    assert [e["workflow_run_id"] for e in running.events] == [a]
+    running, run_id = await watch_one_run(fake, trigger)
+    assert [e["workflow_run_id"] for e in running.events] == [run_id]
     assert trigger._store() is None  # the unusable store is left alone: the state is kept in memory
 
 

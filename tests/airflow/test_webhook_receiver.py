@@ -272,7 +272,8 @@ def test_an_asset_no_dag_uses_gets_no_event(
     assert (answer.status_code, answer.json()["status"]) == (200, "no_asset")
 
 
-def _finished_run(emu: CoverbaseEmulator, workflow: str) -> str:
+def _started_run(emu: CoverbaseEmulator, workflow: str) -> str:
+    """Start a run of ``workflow`` on the emulator, with its clock stopped; return the run's id."""
     emu.set_speed(0)
     response = httpx.post(
         f"{emu.base_url}/v1/workflows/{workflow}/run",
@@ -281,8 +282,13 @@ def _finished_run(emu: CoverbaseEmulator, workflow: str) -> str:
         timeout=5,
     )
     response.raise_for_status()
-    emu.advance(3600)
     return str(response.json()["workflow_run_id"])
+
+
+def _finished_run(emu: CoverbaseEmulator, workflow: str) -> str:
+    run_id = _started_run(emu, workflow)
+    emu.advance(3600)
+    return run_id
 
 
 def current(event_type: str, run_id: str) -> dict[str, Any]:
@@ -328,13 +334,7 @@ def test_current_envelope_retry_later_when_the_api_cannot_confirm(
 ) -> None:
     emu = current_conn
     add_assets(coverbase_workflow_asset("stalled-forever", conn_id=CONN))
-    emu.set_speed(0)
-    running = httpx.post(
-        f"{emu.base_url}/v1/workflows/stalled-forever/run",
-        json={"input": {}},
-        headers={"Authorization": f"Bearer {emu.api_key}"},
-        timeout=5,
-    ).json()["workflow_run_id"]
+    running = _started_run(emu, "stalled-forever")
     answer = post(client, current("WorkflowRun.Completed", running))
     assert answer.status_code == 503
     assert "still reports run" in answer.json()["detail"]
@@ -542,13 +542,7 @@ def test_run_reads_are_rate_limited_per_connection(
     from airflow_provider_coverbase.plugins import webhook_receiver as receiver
 
     emu = current_conn
-    emu.set_speed(0)
-    running = httpx.post(
-        f"{emu.base_url}/v1/workflows/stalled-forever/run",
-        json={"input": {}},
-        headers={"Authorization": f"Bearer {emu.api_key}"},
-        timeout=5,
-    ).json()["workflow_run_id"]
+    running = _started_run(emu, "stalled-forever")
     clock = [0.0]
     budget = RequestBudget(receiver.RUN_READS_PER_SECOND, burst=3, clock=lambda: clock[0])
     monkeypatch.setitem(receiver._read_budgets, CONN.casefold(), budget)

@@ -18,6 +18,14 @@ def client_for(emulator: CoverbaseEmulator, api_key: str | None = None) -> httpx
     return httpx.Client(base_url=emulator.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=5)
 
 
+@pytest.fixture(params=["legacy", "current"])
+def emulator_of_each_dialect(request: pytest.FixtureRequest) -> CoverbaseEmulator:
+    """The test runs once per dialect, on the fresh emulator of that dialect (``emu.dialect`` says which)."""
+    name = "coverbase_emulator" if request.param == "legacy" else "coverbase_emulator_current"
+    emulator: CoverbaseEmulator = request.getfixturevalue(name)
+    return emulator
+
+
 @pytest.fixture
 def client(coverbase_emulator: CoverbaseEmulator) -> Iterator[httpx.Client]:
     with client_for(coverbase_emulator) as c:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig
 from airflow_provider_coverbase.testing.__main__ import main
 from airflow_provider_coverbase.testing.config import ConfigError
 from airflow_provider_coverbase.testing.input_schema import validate
+from airflow_provider_coverbase.testing.process import start_emulator_process
 
 from .conftest import client_for
 
@@ -47,12 +47,8 @@ def config_file(tmp_path: Path) -> Path:
 
 
 def test_cli_prints_url_key_and_connection(config_file: Path) -> None:
-    command = [sys.executable, "-m", "airflow_provider_coverbase.testing", "--port", "0", "--config", str(config_file)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(6)]
+    with start_emulator_process(["--config", str(config_file)]) as emulator:
+        lines = emulator.banner
         base_url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("Base URL:"))
         api_key = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("API key:"))
         conn_line = next(line for line in lines if line.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT="))
@@ -67,42 +63,33 @@ def test_cli_prints_url_key_and_connection(config_file: Path) -> None:
             "password": api_key,
             "extra": {"dashboard_url": f"{base_url}/_emulator"},
         }
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                response = httpx.post(
-                    f"{base_url}/v1/workflows/nightly-reconcile/run",
-                    json={"input": {"day": "2026-05-01"}},
-                    headers={"Authorization": f"Bearer {api_key}"},
-                )
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        emulator.wait_until_serving(timeout=10)
+        response = httpx.post(
+            f"{base_url}/v1/workflows/nightly-reconcile/run",
+            json={"input": {"day": "2026-05-01"}},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
         assert response.status_code == 201
         assert response.json()["workflow_definition_id"] == "cbwfdef_00000000000000aa"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_the_printed_connection_line_works_when_pasted_into_a_shell(tmp_path: Path) -> None:
     """The line starts with ``export``, so a child process (``airflow ...``) sees the connection."""
-    command = [sys.executable, "-m", "airflow_provider_coverbase.testing", "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(5)]
-    finally:
-        process.terminate()
-        process.wait(10)
+    with start_emulator_process() as emulator:
+        lines = emulator.banner
+        connection = emulator.connection
     (export,) = [line for line in lines if "AIRFLOW_CONN_COVERBASE_DEFAULT=" in line]
     assert export.startswith("export AIRFLOW_CONN_COVERBASE_DEFAULT=")
     script = f"{export}\n{sys.executable} -c 'import os; print(os.environ[\"AIRFLOW_CONN_COVERBASE_DEFAULT\"])'"
     env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_CONN_COVERBASE_DEFAULT"}
     seen = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True, env=env).stdout
     assert json.loads(seen)["conn_type"] == "coverbase"
+    assert json.loads(seen) == json.loads(connection)
+
+
+def test_a_process_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="exited before it started serving"):
+        start_emulator_process(["--config", str(tmp_path / "missing.yaml")], stderr=subprocess.DEVNULL)
 
 
 BAD_CONFIGS = [

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, OrgConfig
 
 from .conftest import client_for
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_request_budget(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_request_budget(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_speed(0)
     emu.set_limits(requests_per_window=3, window_seconds=60)
     with client_for(emu) as client, client_for(emu, emu.other_api_key) as other:
@@ -25,7 +20,7 @@ def test_request_budget(
         assert body["detail"]["code"] == "rate_limited"
         assert body["retry_after"] == 60
         assert limited.headers["Retry-After"] == "60"
-        assert ("request_id" in body) is (dialect == "current")
+        assert ("request_id" in body) is (emu.dialect == "current")
         assert other.get("/v1/utils/authtest").status_code == 200  # per org
         emu.advance(45)
         assert client.get("/v1/utils/authtest").headers["Retry-After"] == "15"

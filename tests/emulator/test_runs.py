@@ -46,11 +46,8 @@ def test_authtest(client: httpx.Client) -> None:
     assert response.json() == {"msg": "Auth successful"}
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_other_orgs_run_is_404(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_other_orgs_run_is_404(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_variants(legacy_v2_endpoints=True)  # list runs is V2+: the legacy dialect serves it on request
     with client_for(emu) as mine, client_for(emu, emu.other_api_key) as theirs:
         run_id = start(mine, "adhoc-campaign").json()["workflow_run_id"]
@@ -258,11 +255,8 @@ def test_legacy_input_is_required(client: httpx.Client, coverbase_emulator: Cove
     assert coverbase_emulator.run_count() == 0
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_unknown_and_disabled_workflows(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_unknown_and_disabled_workflows(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     with client_for(emu) as client:
         missing = start(client, "no-such-flow")
         assert missing.status_code == 404

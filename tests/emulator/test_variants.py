@@ -6,9 +6,6 @@ Variants are switched four ways: the CLI flag, the YAML config, the fixture argu
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import pytest
 
 from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, load_config
 from airflow_provider_coverbase.testing.config import ConfigError
+from airflow_provider_coverbase.testing.process import start_emulator_process
 
 from .conftest import client_for
 
@@ -103,11 +101,8 @@ def test_retry_after_placement(
 # ---- sparse GET bodies --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_sparse_get_bodies(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_sparse_get_bodies(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_speed(0)  # frozen: the run cannot move on between the two reads
     with client_for(emu) as client:
         run_id = post(client, "adhoc-campaign").json()["workflow_run_id"]
@@ -143,11 +138,8 @@ def test_current_lists_runs_without_any_flag(current_client: httpx.Client) -> No
 # ---- workflows belong to an org -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_another_orgs_workflow_is_not_found(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_another_orgs_workflow_is_not_found(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_variants(legacy_v2_endpoints=True)
     emu.add_workflow("org-two-only", [("done", 1)], org=emu.other_org_id)
     with client_for(emu) as mine, client_for(emu, emu.other_api_key) as theirs:
@@ -181,11 +173,8 @@ def test_workflow_org_must_exist(coverbase_emulator: CoverbaseEmulator) -> None:
 # ---- the run page shows why a run failed ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
-def test_run_page_shows_the_failure_reason(
-    coverbase_emulator: CoverbaseEmulator, coverbase_emulator_current: CoverbaseEmulator, dialect: str
-) -> None:
-    emu = coverbase_emulator if dialect == "legacy" else coverbase_emulator_current
+def test_run_page_shows_the_failure_reason(emulator_of_each_dialect: CoverbaseEmulator) -> None:
+    emu = emulator_of_each_dialect
     emu.set_speed(0)
     with client_for(emu) as client:
         run_id = post(client, "always-fails").json()["workflow_run_id"]
@@ -198,7 +187,7 @@ def test_run_page_shows_the_failure_reason(
     )
     assert f"<strong>Reason:</strong> {reason}" in page
     assert as_json["failure_reason"] == reason
-    if dialect == "legacy":
+    if emu.dialect == "legacy":
         assert api_view["error"] == "Questionnaire template not found."  # like its workflow.failed webhook
     else:
         assert "error" not in api_view and api_view["steps"][-1]["message"] == "Questionnaire template not found."
@@ -253,28 +242,9 @@ def test_fixture_argument_sets_variants(coverbase_emulator_factory: Any) -> None
 
 
 def test_cli_flags_set_variants() -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_provider_coverbase.testing",
-        "--port",
-        "0",
-        "--conflict-shape",
-        "none",
-        "--retry-after",
-        "string",
-        "--sparse-get-bodies",
-        "--legacy-v2-endpoints",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
-        base_url = next(line.split(": ", 1)[1].strip() for line in lines if line.startswith("Base URL:"))
-        variants = httpx.get(f"{base_url}/_emulator", timeout=10).json()["variants"]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    flags = ["--conflict-shape", "none", "--retry-after", "string", "--sparse-get-bodies", "--legacy-v2-endpoints"]
+    with start_emulator_process(flags) as emulator:
+        variants = httpx.get(f"{emulator.base_url}/_emulator", timeout=10).json()["variants"]
     assert variants == {
         "conflict_shape": "none",
         "retry_after": "string",

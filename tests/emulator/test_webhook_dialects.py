@@ -252,14 +252,11 @@ def test_legacy_has_no_delivery_history(coverbase_emulator: CoverbaseEmulator, r
 # ---- test controls ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", ["legacy", "current"])
 def test_redeliver_again_unsigned_or_with_another_secret(
-    dialect: str, request: pytest.FixtureRequest, receiver: Receiver
+    emulator_of_each_dialect: CoverbaseEmulator, receiver: Receiver
 ) -> None:
-    emu: CoverbaseEmulator = request.getfixturevalue(
-        "coverbase_emulator" if dialect == "legacy" else "coverbase_emulator_current"
-    )
-    subscribe(emu, receiver, ["workflow.failed"] if dialect == "legacy" else ["WorkflowRun.Failed"])
+    emu = emulator_of_each_dialect
+    subscribe(emu, receiver, ["workflow.failed"] if emu.dialect == "legacy" else ["WorkflowRun.Failed"])
     run_id = start(emu, "always-fails")
     emu.wait_for(lambda: len(receiver.deliveries) == 1)
     (event,) = emu.webhook_events

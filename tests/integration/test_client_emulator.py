@@ -452,19 +452,23 @@ async def test_rate_limit_fault_honours_retry_after(api: Api, emulator: Coverbas
     assert run.workflow_name == "adhoc-campaign"
 
 
+def assert_raised_at_once_without_a_run(error: RateLimitError, api: Api, emulator: CoverbaseEmulator) -> None:
+    """A 429 asking for a 600 s wait, over the retry cap: raised on the first attempt, no sleep, no run."""
+    assert error.attempts == 1
+    assert error.retry_after == 600
+    assert error.code == "rate_limited"
+    assert api.sleeps == []
+    assert emulator.run_count() == 0
+
+
 async def test_rate_limit_fault_over_the_cap_raises_at_once(api: Api, emulator: CoverbaseEmulator) -> None:
     emulator.fail_next(1, status=429, retry_after=600)
 
     with pytest.raises(RateLimitError) as caught:
         await api("run_workflow", "adhoc-campaign")
 
-    error = caught.value
-    assert error.attempts == 1
-    assert error.retry_after == 600
-    assert error.code == "rate_limited"
-    assert "wait 600 s" in str(error)
-    assert api.sleeps == []
-    assert emulator.run_count() == 0
+    assert_raised_at_once_without_a_run(caught.value, api, emulator)
+    assert "wait 600 s" in str(caught.value)
 
 
 async def test_fault_limited_to_a_path_prefix(api: Api, emulator: CoverbaseEmulator) -> None:
@@ -546,12 +550,8 @@ async def test_request_budget_over_the_cap_raises_at_once(api: Api, emulator: Co
         await api("run_workflow", "adhoc-campaign")
 
     error = caught.value
-    assert error.attempts == 1
-    assert error.retry_after == 600
-    assert error.code == "rate_limited"
+    assert_raised_at_once_without_a_run(error, api, emulator)
     assert error.api_message is not None and "rate limit" in error.api_message
-    assert api.sleeps == []
-    assert emulator.run_count() == 0
     assert (error.request_id is not None) is (dialect == "current")
 
 

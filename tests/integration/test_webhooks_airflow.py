@@ -396,6 +396,21 @@ def test_simultaneous_deliveries_give_one_event(stack: Stack) -> None:
     assert [e["event_id"] for e in stack.events(SWEEP_DONE)].count("cbevt_simultaneous_0001") == 1
 
 
+def create_connection(stack: Stack, connection: dict[str, Any]) -> httpx.Response:
+    """Create ``connection`` through Airflow's API; the answer is its 201.
+
+    SQLite allows one writer: while the scheduler and the dag-processor write, Airflow's API can
+    answer this POST with a 500 "Database error" (database is locked). Setup only: try again.
+    """
+    for _ in range(10):
+        created = httpx.post(f"{stack.base}/api/v2/connections", json=connection, timeout=10)
+        if created.status_code != 500:
+            break
+        time.sleep(1)
+    assert created.status_code == 201, created.text
+    return created
+
+
 def test_secret_of_a_connection_stored_in_the_database(stack: Stack) -> None:
     connection = {
         "connection_id": "coverbase_org_b",
@@ -404,14 +419,7 @@ def test_secret_of_a_connection_stored_in_the_database(stack: Stack) -> None:
         "password": stack.emulator.api_key,
         "extra": json.dumps({"webhook_secret": "whsec_org_b_secret_0123456789"}),
     }
-    # SQLite allows one writer: while the scheduler and the dag-processor write, Airflow's API can
-    # answer this POST with a 500 "Database error" (database is locked). Setup only: try again.
-    for _ in range(10):
-        created = httpx.post(f"{stack.base}/api/v2/connections", json=connection, timeout=10)
-        if created.status_code != 500:
-            break
-        time.sleep(1)
-    assert created.status_code == 201, created.text
+    created = create_connection(stack, connection)
     assert json.loads(created.json()["extra"]) == {"webhook_secret": "***"}  # redacted by Airflow
     body = legacy_event("cbevt_org_b_0001")
     raw = json.dumps(body).encode()
@@ -447,16 +455,6 @@ def post_signed(stack: Stack, raw: bytes, **headers: str) -> httpx.Response:
     return httpx.post(
         stack.hook_url, content=raw, headers={"Coverbase-Signature": sign(SECRET, raw), **headers}, timeout=10
     )
-
-
-def create_connection(stack: Stack, connection: dict[str, Any]) -> None:
-    # SQLite allows one writer: the API may answer 500 "database is locked" while others write.
-    for _ in range(10):
-        created = httpx.post(f"{stack.base}/api/v2/connections", json=connection, timeout=10)
-        if created.status_code != 500:
-            break
-        time.sleep(1)
-    assert created.status_code == 201, created.text
 
 
 def test_an_old_delivery_replayed_without_its_header_is_refused(stack: Stack) -> None:
