@@ -15,7 +15,16 @@ Chromium driven by Playwright:
    arrive on the tab without a reload;
 6. opens the "Coverbase" page: the run is listed, with a link back to the task instance; the page
    again in dark mode;
-7. checks the checkpoint lines in the task's log.
+7. checks the checkpoint lines in the task's log;
+8. a failing task and a fan-out over three vendor tiers: the failed run's reason is visible without
+   scrolling at 1280x800, the page lists the three tier runs;
+9. a run started in Coverbase itself (on the emulator, not by Airflow) and heard of only through the
+   webhook receiver: the page lists it as "webhook only";
+10. a second user, ``restricted`` (a viewer whom the auth manager denies the fan-out DAG), sees the
+    sweep's run and the webhook-only run but none of the fan-out's runs, in the rows, the count and
+    the DAG filter. ``airflow standalone`` forces the simple auth manager (no per-DAG permissions), so
+    this user logs in to a second ``airflow api-server`` on the same database whose auth manager is
+    the simple one plus that denial.
 
 The tab and page screenshots are also copied to ``docs/images/ui/`` for the docs.
 
@@ -71,6 +80,22 @@ with DAG("{EXTRA_DAG_ID}", schedule=None, catchup=False):
         task_id="tier_sweep", workflow_name="quarterly-privacy-sweep", deferrable=True, poll_interval=5, retries=0
     ).expand(input=[{{"quarter": "2026-Q4", "vendor_filter": {{"tier": tier}}}} for tier in (1, 2, 3)])
 '''
+#: The webhook signing secret the check gives the connection (and the emulator's subscription).
+WEBHOOK_SECRET = "whsec_ui_check_0123456789abcdef"  # noqa: S105 (a test secret)
+#: Step 10's user: a viewer whom this auth manager denies the fan-out DAG (like a role without it).
+RESTRICTED_USER = "restricted"
+AUTH_MANAGER_MODULE = f'''
+from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+
+class UICheckAuthManager(SimpleAuthManager):
+    """The simple auth manager, except that {RESTRICTED_USER!r} may not read {EXTRA_DAG_ID!r}."""
+
+    def is_authorized_dag(self, *, method, user, access_entity=None, details=None):
+        if user.get_name() == {RESTRICTED_USER!r} and details is not None and details.id == {EXTRA_DAG_ID!r}:
+            return False
+        return super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
+'''
 CHECKPOINTS = ("vendors_selected", "questionnaires_dispatched", "responses_aggregated", "report_delivered")
 
 
@@ -122,6 +147,10 @@ class Airflow:
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+        #: A second API server on the same database, with the auth manager that restricts a user.
+        self.restricted_server: subprocess.Popen[bytes] | None = None
+        self.restricted_url = ""
         self.client: httpx.Client | None = None
 
     def start(self, timeout: float = 180) -> None:
@@ -129,7 +158,10 @@ class Airflow:
         dags.mkdir(parents=True)
         shutil.copy(REPO / "example_dags" / f"{DAG_ID}.py", dags)
         (dags / f"{EXTRA_DAG_ID}.py").write_text(EXTRA_DAG)
-        (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
+        (self.home / "simple_auth_manager_passwords.json.generated").write_text(
+            json.dumps({"admin": "admin", RESTRICTED_USER: RESTRICTED_USER})
+        )
+        (self.home / "coverbase_ui_check_auth.py").write_text(AUTH_MANAGER_MODULE)
         from importlib.metadata import entry_points
 
         if not any(ep.name == "coverbase_ui" for ep in entry_points(group="airflow.plugins")):
@@ -146,7 +178,7 @@ class Airflow:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{RESTRICTED_USER}:viewer",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -158,6 +190,7 @@ class Airflow:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
             "COVERBASE_POLL_INTERVAL": "1",
         }
+        self.env = env
         log = (self.home / "standalone.log").open("wb")
         self.process = subprocess.Popen(
             [str(BIN / "airflow"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -185,8 +218,50 @@ class Airflow:
         )
         self.wait_for(lambda: self.get(f"/api/v2/dags/{DAG_ID}") is not None, 120, f"the DAG {DAG_ID} was not parsed")
 
+    def start_restricted_api_server(self, timeout: float = 180) -> str:
+        """Start ``airflow api-server`` with :data:`AUTH_MANAGER_MODULE`; return its base URL.
+
+        ``airflow standalone`` forces the simple auth manager, which has no per-DAG permissions, so the
+        user denied a DAG logs in to this second API server (same database and plugins).
+        """
+        port = free_port()
+        env = self.env | {
+            "AIRFLOW__CORE__AUTH_MANAGER": "coverbase_ui_check_auth.UICheckAuthManager",
+            "AIRFLOW__API__PORT": str(port),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(self.home), os.environ.get("PYTHONPATH")])),
+        }
+        log = (self.home / "restricted-api-server.log").open("wb")
+        self.restricted_server = subprocess.Popen(
+            [str(BIN / "airflow"), "api-server", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.restricted_url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            if self.restricted_server is not None and self.restricted_server.poll() is not None:
+                raise RuntimeError(f"the second api-server exited; see {self.home / 'restricted-api-server.log'}")
+            try:
+                return httpx.get(f"{self.restricted_url}/api/v2/monitor/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        self.wait_for(healthy, timeout, "the second api-server did not answer")
+        return self.restricted_url
+
     def stop(self, timeout: float = 60) -> None:
         """SIGTERM to standalone and every process it started (its own process group), SIGKILL after."""
+        if self.restricted_server is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.restricted_server.pid, signal.SIGTERM)
+            try:
+                self.restricted_server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.restricted_server.pid, signal.SIGKILL)
+                self.restricted_server.wait()
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -417,6 +492,8 @@ def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: A
         f"missing {missing}" if missing else ", ".join(CHECKPOINTS),
     )
     _failed_run_and_fan_out(page, shot, airflow, checks)
+    webhook_run_id = _webhook_only_run(page, shot, airflow, emulator, checks)
+    _restricted_user(page, shot, airflow, checks, run_id=workflow_run_id, webhook_run_id=webhook_run_id)
 
 
 def _failed_run_and_fan_out(page: Any, shot: Callable[[str], None], airflow: Airflow, checks: Checks) -> None:
@@ -464,6 +541,95 @@ def _failed_run_and_fan_out(page: Any, shot: Callable[[str], None], airflow: Air
     checks.check("the page lists the three runs of the tier fan-out", tiers.count() == 3, f"{tiers.count()} rows")
     shot("11-coverbase-page-fan-out")
     _to_docs("coverbase-page-fan-out.png", page)
+
+
+def _webhook_only_run(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: Any, checks: Checks) -> str:
+    """A run started in Coverbase, not by Airflow, reaches the page through the webhook receiver."""
+    from playwright.sync_api import expect
+
+    assert airflow.client is not None
+    stored = airflow.get(f"/api/v2/connections/{CONN_ID}")
+    extra = json.loads(stored.get("extra") or "{}") | {"webhook_secret": WEBHOOK_SECRET}
+    airflow.client.patch(
+        f"/api/v2/connections/{CONN_ID}",
+        params={"update_mask": "extra"},
+        json={"connection_id": CONN_ID, "conn_type": "coverbase", "extra": json.dumps(extra)},
+    ).raise_for_status()
+    # Deliveries are stamped in emulated time and the receiver checks them against the wall clock:
+    # bring the emulator's clock (frozen for a while above) back to now.
+    lag = time.time() - emulator.now()
+    if lag > 0:
+        emulator.advance(lag)
+    emulator.set_speed(1.0)
+    with httpx.Client(
+        base_url=emulator.base_url, headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10
+    ) as api:
+        api.post(
+            "/v1/webhooks",
+            json={
+                "url": f"{airflow.base_url}/coverbase/webhooks/{CONN_ID}",
+                "events": ["workflow.completed"],
+                "secret": WEBHOOK_SECRET,
+            },
+        ).raise_for_status()
+        started = api.post("/v1/workflows/adhoc-campaign/run", json={"input": {}})
+        started.raise_for_status()
+    run_id = str(started.json()["workflow_run_id"])
+    delivered = airflow.wait_for(
+        lambda: [d for d in emulator.webhook_deliveries if d["payload"].get("workflow_run_id") == run_id],
+        60,
+        "the emulator did not deliver the run's completion",
+    )
+    checks.check(
+        "the receiver accepted the signed delivery of a run Airflow did not start",
+        delivered[0]["response_status"] == 200,
+        f"answered {delivered[0]['response_status']}",
+    )
+    page.goto(f"{airflow.base_url}/plugin/coverbase")
+    expect(page.get_by_text("Coverbase runs", exact=True)).to_be_visible()
+    row = page.get_by_test_id("runs").locator("tbody tr").filter(has_text=run_id)
+    expect(row).to_have_count(1)
+    checks.check(
+        "the page lists a run known only from webhooks",
+        "webhook only" in row.inner_text() and "adhoc-campaign" in row.inner_text(),
+        row.inner_text().replace("\n", " | "),
+    )
+    shot("12-coverbase-page-webhook-only")
+    return run_id
+
+
+def _restricted_user(
+    page: Any, shot: Callable[[str], None], airflow: Airflow, checks: Checks, *, run_id: str, webhook_run_id: str
+) -> None:
+    """A user denied the fan-out DAG sees none of its runs: not in the rows, the count or the filter."""
+    from playwright.sync_api import expect
+
+    base_url = airflow.start_restricted_api_server()
+    context = page.context.browser.new_context(viewport={"width": 1280, "height": 800})
+    other = context.new_page()
+    other.set_default_timeout(30_000)
+    try:
+        other.goto(base_url)
+        other.get_by_label(re.compile("username", re.I)).fill(RESTRICTED_USER)
+        other.get_by_label(re.compile("password", re.I)).fill(RESTRICTED_USER)
+        other.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
+        other.wait_for_url(re.compile(r"^(?!.*login).*$"))
+        other.goto(f"{base_url}/plugin/coverbase")
+        expect(other.get_by_text("Coverbase runs", exact=True)).to_be_visible()
+        expect(other.get_by_text(run_id, exact=True)).to_be_visible()
+        expect(other.get_by_text(webhook_run_id, exact=True)).to_be_visible()
+        dag_options = other.get_by_label("DAG", exact=True).locator("option").all_inner_texts()
+        body = other.get_by_test_id("runs").inner_text()
+        checks.check(
+            "a user denied a DAG sees none of its runs (rows, count, DAG filter), and the runs they may see",
+            EXTRA_DAG_ID not in body
+            and EXTRA_DAG_ID not in dag_options
+            and other.get_by_test_id("range").inner_text() == "1\u20132 of 2",
+            f"range={other.get_by_test_id('range').inner_text()!r} dag options={dag_options}",
+        )
+        other.screenshot(path=str(OUT / "13-coverbase-page-restricted-user.png"), full_page=True)
+    finally:
+        context.close()
 
 
 def _to_docs(name: str, page: Any) -> None:
