@@ -35,6 +35,9 @@ __all__ = [
     "brief",
     "checkpoint_times",
     "current_step",
+    "pull_record",
+    "push_record",
+    "record_try",
     "run_record",
 ]
 
@@ -193,3 +196,34 @@ def pull_record(ti: Any) -> dict[str, Any] | None:
 def push_record(ti: Any, record: Mapping[str, Any]) -> None:
     """Push ``record`` under :data:`XCOM_KEY`."""
     ti.xcom_push(key=XCOM_KEY, value=dict(record))
+
+
+def record_try(
+    ti: Any,
+    run: WorkflowRun | Mapping[str, Any],
+    *,
+    conn_id: str,
+    url: str | None,
+    origin: Origin,
+    idempotency_key: str | None,
+    poll_interval: float,
+    max_poll_interval: float,
+    output: Any = None,
+) -> None:
+    """Push the :func:`run_record` of ``ti``'s try, keeping the first-seen times of the record it pushed before.
+
+    The one way the operator and the sensor record their run; the try number and the earlier record come from ``ti``.
+    """
+    record = run_record(
+        run,
+        conn_id=conn_id,
+        url=url,
+        origin=origin,
+        try_number=int(ti.try_number),
+        idempotency_key=idempotency_key,
+        poll_interval=poll_interval,
+        max_poll_interval=max_poll_interval,
+        previous=pull_record(ti),
+        output=output,
+    )
+    push_record(ti, record)

@@ -76,24 +76,21 @@ class Recorded:
 def test_both_shapes_read_as_one_typed_event() -> None:
     hooked = run_event_from_extra(webhook_extra("cbwfr_a", "cbevt_1", T0, output={"vendors": 3}), asset_uri="u")
     polled = run_event_from_extra(watcher_extra("cbwfr_b", T0))
+    same: dict[str, Any] = {"workflow_name": SWEEP, "status": "completed", "occurred_at": T0}
     assert hooked == CoverbaseRunEvent(
+        **same,
         event_id="cbevt_1",
         event_type="workflow.completed",
         workflow_run_id="cbwfr_a",
-        workflow_name=SWEEP,
-        status="completed",
-        occurred_at=T0,
         output={"vendors": 3},
         source="webhook",
         asset_uri="u",
     )
     assert polled == CoverbaseRunEvent(
+        **same,
         event_id="poll:cbwfr_b:completed",
         event_type="WorkflowRun.Completed",
         workflow_run_id="cbwfr_b",
-        workflow_name=SWEEP,
-        status="completed",
-        occurred_at=T0,
         source="watcher",
     )
 

@@ -15,7 +15,7 @@ from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import pull_record, push_record, run_record
+from airflow_provider_coverbase.monitoring import pull_record, record_try
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import is_fatal
 from airflow_provider_coverbase.waiting.progress import outcome_error, progress_lines
@@ -92,20 +92,16 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
 
     def _record(self, ti: Any, run: WorkflowRun | dict[str, Any], url: str | None, output: Any = None) -> None:
         """Push the UI's record of the watched run (``monitoring.XCOM_KEY``), keeping first-seen times."""
-        push_record(
+        record_try(
             ti,
-            run_record(
-                run,
-                conn_id=self.coverbase_conn_id,
-                url=url,
-                origin="watched",
-                try_number=int(ti.try_number),
-                idempotency_key=None,
-                poll_interval=float(self.poke_interval),
-                max_poll_interval=self.max_poll_interval,
-                previous=pull_record(ti),
-                output=output,
-            ),
+            run,
+            conn_id=self.coverbase_conn_id,
+            url=url,
+            origin="watched",
+            idempotency_key=None,
+            poll_interval=float(self.poke_interval),
+            max_poll_interval=self.max_poll_interval,
+            output=output,
         )
 
     def poke(self, context: Context) -> PokeReturnValue:

@@ -291,6 +291,12 @@ def _finished_run(emu: CoverbaseEmulator, workflow: str) -> str:
     return run_id
 
 
+def _watched_run(emu: CoverbaseEmulator, workflow: str, *, finished: bool) -> str:
+    """Add the asset that ``workflow``'s run events update, then start a run of it (finished, or left running)."""
+    add_assets(coverbase_workflow_asset(workflow, conn_id=CONN))
+    return _finished_run(emu, workflow) if finished else _started_run(emu, workflow)
+
+
 def current(event_type: str, run_id: str) -> dict[str, Any]:
     return {
         "event_id": f"cbevt_{time.time_ns()}_{next(_counter)}",
@@ -333,8 +339,7 @@ def test_current_envelope_retry_later_when_the_api_cannot_confirm(
     airflow_db: None, client: TestClient, current_conn: CoverbaseEmulator
 ) -> None:
     emu = current_conn
-    add_assets(coverbase_workflow_asset("stalled-forever", conn_id=CONN))
-    running = _started_run(emu, "stalled-forever")
+    running = _watched_run(emu, "stalled-forever", finished=False)
     answer = post(client, current("WorkflowRun.Completed", running))
     assert answer.status_code == 503
     assert "still reports run" in answer.json()["detail"]
@@ -510,8 +515,7 @@ def test_replays_of_decided_deliveries_cost_no_request_to_coverbase(
 ) -> None:
     # Item 6: every replay of a genuine delivery that ended unrecorded read the run again.
     emu = current_conn
-    add_assets(coverbase_workflow_asset("adhoc-campaign", conn_id=CONN))
-    done = _finished_run(emu, "adhoc-campaign")
+    done = _watched_run(emu, "adhoc-campaign", finished=True)
     unknown = "cbwr_" + "0" * 32
     cases = {
         "unknown run": (current("WorkflowRun.Completed", unknown), unknown, "ignored"),

@@ -46,26 +46,14 @@ from airflow.sdk import DAG, Asset, AssetWatcher
 
 from airflow_provider_coverbase.triggers.events import CoverbaseWorkflowRunEventTrigger
 
-completed = Asset(
-    "adhoc_campaign_completed",
-    watchers=[
-        AssetWatcher(
-            name="adhoc_campaign_completed",
-            trigger=CoverbaseWorkflowRunEventTrigger("adhoc-campaign", statuses=["completed"], poll_interval=0.3),
-        )
-    ],
-)
-failed = Asset(
-    "adhoc_campaign_failed",
-    watchers=[
-        AssetWatcher(
-            name="adhoc_campaign_failed",
-            trigger=CoverbaseWorkflowRunEventTrigger("adhoc-campaign", statuses=["failed"], poll_interval=0.3),
-        )
-    ],
-)
 
-with DAG("on_adhoc_campaign", schedule=[completed, failed]):
+def watched(status):
+    name = f"adhoc_campaign_{status}"
+    trigger = CoverbaseWorkflowRunEventTrigger("adhoc-campaign", statuses=[status], poll_interval=0.3)
+    return Asset(name, watchers=[AssetWatcher(name=name, trigger=trigger)])
+
+
+with DAG("on_adhoc_campaign", schedule=[watched("completed"), watched("failed")]):
     pass
 """
 
