@@ -40,6 +40,7 @@ from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from airflow_provider_coverbase.monitoring import expected_next_poll
@@ -118,42 +119,44 @@ def _summary(row: Row, now: float, stale_after: float) -> dict[str, Any]:
 # ---- endpoints --------------------------------------------------------------------------------
 
 
-def list_runs(
-    access: Access,
-    session: Session,
-    *,
-    status: str | None = None,
-    workflow: str | None = None,
-    dag_id: str | None = None,
-    conn_id: str | None = None,
-    stale_hours: float = DEFAULT_STALE_HOURS,
-    stale_only: bool = False,
-    limit: int = 25,
-    offset: int = 0,
-    now: float | None = None,
-) -> dict[str, Any]:
+class RunsQuery(BaseModel):
+    """The filters and the page of ``GET /api/runs``: its query parameters, checked by FastAPI (422)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: str | None = None
+    workflow: str | None = None
+    dag_id: str | None = None
+    conn_id: str | None = None
+    stale_hours: float = Field(DEFAULT_STALE_HOURS, gt=0, le=24 * 365)
+    stale_only: bool = False
+    limit: int = Field(25, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0)
+
+
+def list_runs(access: Access, session: Session, query: RunsQuery, *, now: float | None = None) -> dict[str, Any]:
     """The page of runs (see the module docstring); the rows on it refreshed from Coverbase."""
     now = time.time() if now is None else now
-    stale_after = stale_hours * 3600.0
+    stale_after = query.stale_hours * 3600.0
     rows, facets = ui_records.cache.view(session, access)
-    wanted = {"status": status, "workflow": workflow, "conn_id": conn_id}
+    wanted = {"status": query.status, "workflow": query.workflow, "conn_id": query.conn_id}
     chosen = [
         row
         for row in rows
-        if (dag_id is None or row.key[0] == dag_id)
+        if (query.dag_id is None or row.key[0] == query.dag_id)
         and all(value is None or getattr(row, name) == value for name, value in wanted.items())
-        and (not stale_only or row.stale(now, stale_after))
+        and (not query.stale_only or row.stale(now, stale_after))
     ]
     refreshed = []
-    for row in chosen[offset : offset + limit]:
+    for row in chosen[query.offset : query.offset + query.limit]:
         if row.source == "task" and row.status not in TERMINAL:
             row = Row.of(row.key, ui_live.readings.refresh(row.record, now), "task")
         refreshed.append(_summary(row, now, stale_after))
     return {
         "total": len(chosen),
-        "offset": offset,
-        "limit": limit,
-        "stale_hours": stale_hours,
+        "offset": query.offset,
+        "limit": query.limit,
+        "stale_hours": query.stale_hours,
         "facets": facets,
         "runs": refreshed,
         "now": now,
@@ -198,30 +201,8 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Coverbase UI", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/api/runs")
-    def runs(
-        access: AccessDep,
-        session: SessionDep,
-        status: str | None = None,
-        workflow: str | None = None,
-        dag_id: str | None = None,
-        conn_id: str | None = None,
-        stale_hours: Annotated[float, Query(gt=0, le=24 * 365)] = DEFAULT_STALE_HOURS,
-        stale_only: bool = False,
-        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 25,
-        offset: Annotated[int, Query(ge=0)] = 0,
-    ) -> dict[str, Any]:
-        return list_runs(
-            access,
-            session,
-            status=status,
-            workflow=workflow,
-            dag_id=dag_id,
-            conn_id=conn_id,
-            stale_hours=stale_hours,
-            stale_only=stale_only,
-            limit=limit,
-            offset=offset,
-        )
+    def runs(access: AccessDep, session: SessionDep, query: Annotated[RunsQuery, Query()]) -> dict[str, Any]:
+        return list_runs(access, session, query)
 
     @app.get("/api/task-instance")
     def task_instance(
