@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient
 
-    from airflow_provider_coverbase.plugins import ui_api
+    from airflow_provider_coverbase.plugins import ui_records
     from airflow_provider_coverbase.plugins.ui import CoverbaseUIPlugin
 
     fill(args.runs, args.webhook_runs)
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             for way in args.ways.split(","):
                 for name, query in PAGES.items():
                     if way == "reparse":
-                        ui_api._records = ui_api._RecordCache()
+                        ui_records.cache = ui_records.RecordCache()
                     start = time.perf_counter()
                     answer = client.get(f"/coverbase-ui/api/runs?limit=25{query}", headers=headers)
                     elapsed = time.perf_counter() - start

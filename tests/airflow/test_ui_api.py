@@ -292,9 +292,9 @@ def test_a_run_known_only_from_webhooks_is_listed(airflow_app: TestClient, data:
 def live_runs(
     airflow_app: TestClient, data: None, coverbase_emulator: CoverbaseEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[CoverbaseEmulator, list[str]]:
-    from airflow_provider_coverbase.plugins import ui_api
+    from airflow_provider_coverbase.plugins import ui_live
 
-    ui_api._live.clear()
+    ui_live.readings.clear()
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", conn_value(coverbase_emulator))
     with CoverbaseClient(coverbase_emulator.api_key, base_url=coverbase_emulator.base_url) as client:
         ids = [client.run_workflow("stalled-forever", {}).workflow_run_id for _ in range(4)]
@@ -305,7 +305,7 @@ def live_runs(
         ]
     )
     yield coverbase_emulator, ids
-    ui_api._live.clear()
+    ui_live.readings.clear()
 
 
 def _gets(emulator: CoverbaseEmulator, ids: list[str]) -> int:
