@@ -49,7 +49,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import SplitResult, quote
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from airflow.sdk import Asset, AssetWatcher
 
@@ -86,6 +86,7 @@ __all__ = [
     "sanitize_uri",
     "triggering_coverbase_events",
     "workflow_asset_uri",
+    "workflow_of_asset_uri",
 ]
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,13 @@ def coverbase_workflow_asset(
                 uri,
             )
     return Asset(uri=uri, **asset_kwargs)
+
+
+def workflow_of_asset_uri(uri: str) -> str | None:
+    """The workflow name in a ``coverbase://`` asset URI (the inverse of :func:`workflow_asset_uri`), else ``None``."""
+    parts = urlsplit(uri)
+    match = _PATH.match(parts.path) if parts.scheme == SCHEME else None
+    return unquote(match.group(1)) if match else None
 
 
 def sanitize_uri(uri: SplitResult) -> SplitResult:

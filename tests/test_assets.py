@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from airflow.sdk import Asset
@@ -16,6 +17,7 @@ from airflow_provider_coverbase.assets import (
     coverbase_workflow_asset,
     extra_for_event,
     workflow_asset_uri,
+    workflow_of_asset_uri,
 )
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError
 from airflow_provider_coverbase.webhooks import parse_event
@@ -139,3 +141,20 @@ def test_output_is_size_capped() -> None:
     assert (too_big["output"], too_big["output_truncated"]) == (None, True)
     not_json = asset_event_extra(**kwargs, output={"when": datetime(2026, 1, 1, tzinfo=UTC)})
     assert (not_json["output"], not_json["output_truncated"]) == (None, True)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("quarterly-privacy-sweep", {}),
+        ("a sweep/with slashes", {"conn_id": "other_conn", "failed": True}),
+        ("sweep", {"checkpoint": "vendors selected"}),
+    ],
+)
+def test_the_workflow_is_read_back_from_its_asset_uri(name: str, kwargs: dict[str, Any]) -> None:
+    assert workflow_of_asset_uri(workflow_asset_uri(name, **kwargs)) == name
+
+
+@pytest.mark.parametrize("uri", ["coverbase://c/other/x", "s3://b/workflows/w/completed", "coverbase://x", ""])
+def test_a_uri_that_is_not_a_workflow_asset_names_no_workflow(uri: str) -> None:
+    assert workflow_of_asset_uri(uri) is None

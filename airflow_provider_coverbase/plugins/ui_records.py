@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from airflow_provider_coverbase.assets import workflow_of_asset_uri
 from airflow_provider_coverbase.monitoring import XCOM_KEY
 from airflow_provider_coverbase.webhooks import event_kind  # the one table of event types
 
@@ -255,7 +256,8 @@ def deliveries(session: Session, run_ids: Iterable[str] | None = None) -> dict[t
                 "occurred_at": _unix(extra.get("occurred_at")),
                 "status": extra.get("status"),
                 "checkpoint": extra.get("checkpoint"),
-                "workflow_name": extra.get("workflow_name"),
+                # An event no DAG used has no asset event: its asset URI still names the workflow.
+                "workflow_name": extra.get("workflow_name") or (asset_uri and workflow_of_asset_uri(asset_uri)),
                 "asset_uri": asset_uri,
             }
         )

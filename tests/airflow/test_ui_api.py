@@ -20,6 +20,7 @@ from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleA
 from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from fastapi.testclient import TestClient
 
+from airflow_provider_coverbase.assets import workflow_asset_uri
 from airflow_provider_coverbase.client import CoverbaseClient
 from airflow_provider_coverbase.monitoring import XCOM_KEY
 from airflow_provider_coverbase.testing import CoverbaseEmulator
@@ -210,7 +211,8 @@ def _webhook_only(run_id: str) -> None:
                 event_id=f"cbevt_{run_id}",
                 event_type="workflow.completed",
                 workflow_run_id=run_id,
-                asset_uri="coverbase://x",
+                # What the receiver records for an event no DAG uses: the asset URI, no asset event.
+                asset_uri=workflow_asset_uri("dashboard sweep", conn_id=CONN),
                 asset_event_id=None,
                 received_at=int(NOW - 10),
             )
@@ -283,6 +285,7 @@ def test_a_run_known_only_from_webhooks_is_listed(airflow_app: TestClient, data:
     (only,) = [r for r in page["runs"] if r["source"] == "webhook"]
     assert only["workflow_run_id"] == "cbwfr_dashboard_1"
     assert only["ti_path"] is None
+    assert (only["workflow"], only["status"]) == ("dashboard sweep", "completed")  # from the URI and the type
 
 
 # ---- live readings and the budget -------------------------------------------------------------
