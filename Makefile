@@ -54,7 +54,8 @@ airflow: $(STAMP)
 
 ## make ui-check: Airflow standalone and the emulator, driven in headless Chromium (Playwright): the
 ## connection form, its Test button, the quarterly sweep, its run link while deferred, its log, the
-## Coverbase tab and page (a failed run's reason at 1280x800, a tier fan-out, dark mode). Not in CI.
+## Coverbase tab and page (a failed run's reason at 1280x800, a tier fan-out, dark mode, a webhook-only
+## run, a user denied a DAG). Not in CI (several minutes, a browser and a full Airflow).
 ui-check: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[ui-check]'
 	$(BIN)/python scripts/ui_check.py
