@@ -33,10 +33,17 @@ test-e2e: $(STAMP)
 AF32_VENV  := .venv-airflow-3.2
 AF32_STAMP := $(AF32_VENV)/.installed
 
-$(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml
-	rm -rf $(AF32_VENV)
+$(AF32_VENV)/bin/python:
 	$(PYTHON) -m venv $(AF32_VENV)
 	$(AF32_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+## Airflow 3.2 and the test tools, without building this project: the slow part (mostly downloads),
+## which .ci/run starts in the background while the other tests run.
+$(AF32_VENV)/.airflow: constraints/airflow-3.2.txt | $(AF32_VENV)/bin/python
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt apache-airflow pytest-asyncio trustme
+	touch $@
+
+$(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml $(AF32_VENV)/.airflow
 	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio trustme
 	touch $(AF32_STAMP)
 
