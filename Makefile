@@ -30,6 +30,7 @@ test-e2e: $(STAMP)
 
 ## make test-airflow-3.2: the oldest supported Airflow. A separate venv installed with
 ## constraints/airflow-3.2.txt; the unit, integration and dag.test() tests (make test's set).
+## docutils: the README test checks its links against the anchors Sphinx gives the docs headings.
 AF32_VENV  := .venv-airflow-3.2
 AF32_STAMP := $(AF32_VENV)/.installed
 
@@ -40,11 +41,11 @@ $(AF32_VENV)/bin/python:
 ## Airflow 3.2 and the test tools, without building this project: the slow part (mostly downloads),
 ## which .ci/run starts in the background while the other tests run.
 $(AF32_VENV)/.airflow: constraints/airflow-3.2.txt | $(AF32_VENV)/bin/python
-	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt apache-airflow pytest-asyncio trustme
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt apache-airflow pytest-asyncio trustme docutils
 	touch $@
 
 $(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml $(AF32_VENV)/.airflow
-	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio trustme
+	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio trustme docutils
 	touch $(AF32_STAMP)
 
 test-airflow-3.2: $(AF32_STAMP)
