@@ -595,6 +595,7 @@ def _webhook_only_run(page: Any, shot: Callable[[str], None], airflow: Airflow, 
         row.inner_text().replace("\n", " | "),
     )
     shot("12-coverbase-page-webhook-only")
+    _to_docs("coverbase-page-webhook-only.png", page)
     return run_id
 
 
@@ -628,6 +629,7 @@ def _restricted_user(
             f"range={other.get_by_test_id('range').inner_text()!r} dag options={dag_options}",
         )
         other.screenshot(path=str(OUT / "13-coverbase-page-restricted-user.png"), full_page=True)
+        _to_docs("coverbase-page-restricted-user.png", other)
     finally:
         context.close()
 
