@@ -23,13 +23,14 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from airflow_provider_coverbase.models import WorkflowRun
+from airflow_provider_coverbase.models import TERMINAL_STATUSES, WorkflowRun
 from airflow_provider_coverbase.waiting.schedule import poll_interval_for, run_age
 
 __all__ = [
     "MAX_CHECKPOINTS",
     "MAX_OUTPUT_CHARS",
     "RECORD_VERSION",
+    "TERMINAL",
     "XCOM_KEY",
     "Origin",
     "brief",
@@ -41,6 +42,8 @@ __all__ = [
     "run_record",
 ]
 
+#: The statuses of a finished run, as records hold them (the values of the models' one set).
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 #: XCom key of the record.
 XCOM_KEY = "coverbase_run"
 RECORD_VERSION = 1
@@ -149,14 +152,8 @@ def run_record(
             for c in facts.get("checkpoints") or []
             if isinstance(c, Mapping) and "name" in c
         ]
-    terminal = facts["status"] in ("completed", "failed", "cancelled")
-    next_poll = None
-    if not terminal:
-        started = facts.get("started_at") or polled_at
-        age = max(0.0, polled_at - float(started))
-        next_poll = polled_at + poll_interval_for(age, poll_interval, max_poll_interval)
     value, truncated = _capped_output(output)
-    return {
+    record = {
         "v": RECORD_VERSION,
         "conn_id": conn_id,
         "url": url,
@@ -165,17 +162,19 @@ def run_record(
         "idempotency_key": idempotency_key,
         **facts,
         "last_poll_at": polled_at,
-        "next_poll_at": next_poll,
+        "next_poll_at": None,
         "poll_interval": poll_interval,
         "max_poll_interval": max_poll_interval,
         "output": value,
         "output_truncated": truncated,
     }
+    record["next_poll_at"] = expected_next_poll(record, polled_at)
+    return record
 
 
 def expected_next_poll(record: Mapping[str, Any], now: float) -> float | None:
     """When the waiting task polls next at the latest, by the adaptive schedule (``None`` once terminal)."""
-    if record.get("status") in ("completed", "failed", "cancelled"):
+    if record.get("status") in TERMINAL:
         return None
     started = record.get("started_at") or record.get("last_poll_at") or now
     age = run_age(None, float(started), now)

@@ -43,10 +43,10 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from airflow_provider_coverbase.monitoring import expected_next_poll
+from airflow_provider_coverbase.monitoring import TERMINAL, expected_next_poll
 from airflow_provider_coverbase.plugins import ui_live, ui_records
 from airflow_provider_coverbase.plugins.ui_live import LIVE_TTL
-from airflow_provider_coverbase.plugins.ui_records import TERMINAL, Access, Row, last_progress
+from airflow_provider_coverbase.plugins.ui_records import Access, Row, last_progress
 
 __all__ = ["LIVE_TTL", "URL_PREFIX", "create_app"]
 

@@ -17,8 +17,7 @@ from typing import Any
 from airflow_provider_coverbase.client import CoverbaseClient, RetryPolicy
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import checkpoint_times, current_step
-from airflow_provider_coverbase.plugins.ui_records import TERMINAL
+from airflow_provider_coverbase.monitoring import TERMINAL, checkpoint_times, current_step
 
 #: Seconds a reading of a run from Coverbase is reused before the next page view reads it again.
 LIVE_TTL = 15.0

@@ -21,11 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from airflow_provider_coverbase.assets import workflow_of_asset_uri
-from airflow_provider_coverbase.monitoring import XCOM_KEY
+from airflow_provider_coverbase.monitoring import TERMINAL, XCOM_KEY
 from airflow_provider_coverbase.webhooks import event_kind  # the one table of event types
-
-#: The statuses of a finished run.
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
