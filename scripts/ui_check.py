@@ -252,32 +252,11 @@ class Airflow:
         return self.restricted_url
 
     def stop(self, timeout: float = 60) -> None:
-        """SIGTERM to standalone and every process it started (its own process group), SIGKILL after."""
+        """Stop the second API server, then standalone and every process it started."""
         if self.restricted_server is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.restricted_server.pid, signal.SIGTERM)
-            try:
-                self.restricted_server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.restricted_server.pid, signal.SIGKILL)
-                self.restricted_server.wait()
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.process.poll()
-            try:
-                os.killpg(self.process.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+            _stop_group(self.restricted_server, timeout)
+        if self.process is not None:
+            _stop_group(self.process, timeout)
 
     def get(self, path: str, **params: Any) -> Any:
         assert self.client is not None
@@ -296,6 +275,24 @@ class Airflow:
 
     def task_instance(self, run_id: str) -> dict[str, Any]:
         return dict(self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{TASK_ID}") or {})
+
+
+def _stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM to ``process`` and its process group (its children), SIGKILL to what is left after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.poll()
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @contextmanager
@@ -340,16 +337,21 @@ def run_checks(chromium: str, checks: Checks) -> None:
             browser.close()
 
 
+def _log_in(page: Any, base_url: str, user: str) -> None:
+    """Log in on the simple auth manager's form (each user's password is their name here)."""
+    page.goto(base_url)
+    page.get_by_label(re.compile("username", re.I)).fill(user)
+    page.get_by_label(re.compile("password", re.I)).fill(user)
+    page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
+    page.wait_for_url(re.compile(r"^(?!.*login).*$"))
+
+
 def _drive(page: Any, shot: Callable[[str], None], airflow: Airflow, emulator: Any, checks: Checks) -> None:
     """Steps 1-5 of the module docstring, in the browser."""
     from playwright.sync_api import expect
 
     # ---- log in (simple auth manager) --------------------------------------------------
-    page.goto(airflow.base_url)
-    page.get_by_label(re.compile("username", re.I)).fill("admin")
-    page.get_by_label(re.compile("password", re.I)).fill("admin")
-    page.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
-    page.wait_for_url(re.compile(r"^(?!.*login).*$"))
+    _log_in(page, airflow.base_url, "admin")
 
     # ---- 1. the connection form ---------------------------------------------------------
     page.goto(f"{airflow.base_url}/connections")
@@ -610,11 +612,7 @@ def _restricted_user(
     other = context.new_page()
     other.set_default_timeout(30_000)
     try:
-        other.goto(base_url)
-        other.get_by_label(re.compile("username", re.I)).fill(RESTRICTED_USER)
-        other.get_by_label(re.compile("password", re.I)).fill(RESTRICTED_USER)
-        other.get_by_role("button", name=re.compile("sign in|log in|login", re.I)).click()
-        other.wait_for_url(re.compile(r"^(?!.*login).*$"))
+        _log_in(other, base_url, RESTRICTED_USER)
         other.goto(f"{base_url}/plugin/coverbase")
         expect(other.get_by_text("Coverbase runs", exact=True)).to_be_visible()
         expect(other.get_by_text(run_id, exact=True)).to_be_visible()
