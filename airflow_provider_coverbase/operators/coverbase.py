@@ -415,7 +415,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
                     exc,
                 )
 
-    def _finish(self, run: WorkflowRun, url: str) -> dict[str, Any]:
+    def _finish(self, run: WorkflowRun, url: str | None) -> dict[str, Any]:
+        """The run's summary (the task's return value) once it completed, logged; its error otherwise."""
         error = outcome_error(run, url)
         if error is not None:
             raise error
@@ -451,14 +452,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             finally:
                 hook.close()
             self._record(ti, parsed.run or run, url, output=run.output)
-            summary = run.to_summary()
-            self.log.info(
-                "%s Checkpoints: %s. Output: %s",
-                parsed.message,
-                ", ".join(summary["checkpoints"]) or "none",
-                json.dumps(summary["output"]),
-            )
-            return summary
+            return self._finish(run, url)
         if parsed.run is not None:
             self._record(ti, parsed.run, url)
         if parsed.status == "error" and not parsed.retryable:
