@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ import pytest
 
 from airflow_provider_coverbase.plugins.connection_test import ConnectionTestPortMiddleware, drop_unaddressed_port
 from airflow_provider_coverbase.testing import CoverbaseEmulator
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 AIRFLOW = Path(sys.executable).with_name("airflow")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ApiServer:
@@ -85,7 +79,7 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     home = tmp_path_factory.mktemp("airflow-api-home")
     (home / "dags").mkdir()
     (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": "admin"}))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "AIRFLOW__"))}
     env |= {
         "AIRFLOW_HOME": str(home),

@@ -26,6 +26,7 @@ from airflow_provider_coverbase.client import AiohttpTransport, AsyncCoverbaseCl
 from airflow_provider_coverbase.exceptions import CoverbaseConnectionError, CoverbaseTimeoutError
 from tests.client.scripted import Record, answer, read_request, run_body, scripted
 from tests.fake_api import API_KEY
+from tests.ports import free_port
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 
@@ -128,12 +129,6 @@ async def test_a_body_cut_short_is_a_connection_error() -> None:
         with pytest.raises(CoverbaseConnectionError) as caught:
             await api.check_auth()
     assert not isinstance(caught.value, CoverbaseTimeoutError)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_a_refused_connection_is_a_connect_error_not_a_timeout(transport: AiohttpTransport) -> None:

@@ -22,7 +22,8 @@ import pytest
 
 from airflow_provider_coverbase.client import CoverbaseClient
 from airflow_provider_coverbase.testing import CoverbaseEmulator
-from tests.integration.test_webhooks_airflow import Stack, airflow_env, free_port, wait_for
+from tests.integration.test_webhooks_airflow import Stack, airflow_env, wait_for
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 BINARIES = Path("/usr/lib/postgresql")
 
 
@@ -33,12 +34,6 @@ def _bindir() -> Path | None:
     found = [p.parent for p in BINARIES.glob("*/bin/initdb") if (p.parent / "pg_ctl").exists()]
     found.sort(key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
     return found[-1] if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def skip_reason() -> str | None:
@@ -71,7 +66,7 @@ def throwaway_postgres() -> Iterator[str]:
         os.chown(home, user.pw_uid, user.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     data = home / "data"
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str | Path, timeout: float = 120) -> None:
         done = subprocess.run([*as_user, *map(str, args)], capture_output=True, text=True, timeout=timeout)

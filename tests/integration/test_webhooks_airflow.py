@@ -30,6 +30,7 @@ import pytest
 
 from airflow_provider_coverbase.assets import coverbase_workflow_asset
 from airflow_provider_coverbase.testing import CoverbaseEmulator, sign
+from tests.ports import free_port
 
 from ._postgres import throwaway_postgres
 
@@ -76,12 +77,6 @@ with DAG(dag_id="coverbase_outlet_only", schedule=None, start_date=datetime(2026
     produce()
 """
 OUTLET_DONE = coverbase_workflow_asset("outlet-only", conn_id=CONN)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.25) -> T:
