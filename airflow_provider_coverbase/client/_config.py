@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -194,6 +194,19 @@ class ClientConfig:
         rate = self.max_requests_per_second
         if not (isinstance(rate, int | float) and math.isfinite(rate) and rate >= 0):
             raise CoverbaseConfigError(f"max_requests_per_second must be a number >= 0 (0: no limit), got {rate!r}")
+
+    def single_attempt(self, within: float) -> ClientConfig:
+        """This config for a read that must answer quickly: one attempt, each timeout at most ``within`` s.
+
+        What the API server's plugins use (the webhook receiver's run check, the UI's live rows): a
+        request there holds up an HTTP answer, so it is never retried and never waits long.
+        """
+        return replace(
+            self,
+            timeout=min(self.timeout, within),
+            connect_timeout=min(self.connect_timeout, within),
+            retry=RetryPolicy(max_attempts=1),
+        )
 
     def fingerprint(self) -> str:
         """A short digest of every setting, the API key included, that never reveals the key.

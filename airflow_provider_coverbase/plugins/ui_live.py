@@ -9,12 +9,11 @@ no reading contains it. Used by :mod:`airflow_provider_coverbase.plugins.ui_api`
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_coverbase.client import CoverbaseClient, RetryPolicy
+from airflow_provider_coverbase.client import CoverbaseClient
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun
 from airflow_provider_coverbase.monitoring import TERMINAL, checkpoint_times, current_step
@@ -51,13 +50,7 @@ class LiveReadings:
         settings = settings_from_connection(
             conn_id, host=conn.host, port=conn.port, password=conn.password, extra=conn.extra
         )
-        config = dataclasses.replace(
-            settings.client,
-            timeout=min(settings.client.timeout, LIVE_TIMEOUT),
-            connect_timeout=min(settings.client.connect_timeout, LIVE_TIMEOUT),
-            retry=RetryPolicy(max_attempts=1),
-        )
-        client = CoverbaseClient(config=config)
+        client = CoverbaseClient(config=settings.client.single_attempt(LIVE_TIMEOUT))
         with self._lock:
             existing = self._clients.setdefault(conn_id, client)
         if existing is not client:

@@ -60,7 +60,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_coverbase.assets import asset_for_event, extra_for_event
-from airflow_provider_coverbase.client import CoverbaseClient, RequestBudget, RetryPolicy
+from airflow_provider_coverbase.client import CoverbaseClient, RequestBudget
 from airflow_provider_coverbase.exceptions import CoverbaseConfigError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import (
     CoverbaseHook,
@@ -197,14 +197,8 @@ def _read_run(conn_id: str, event: CoverbaseWebhookEvent) -> _RunFacts:
         )
     except CoverbaseError as exc:
         raise _Ignore(f"the connection cannot read runs from the API ({exc.message})") from None
-    config = dataclasses.replace(
-        settings.client,
-        timeout=min(settings.client.timeout, API_READ_TIMEOUT),
-        connect_timeout=min(settings.client.connect_timeout, API_READ_TIMEOUT),
-        retry=RetryPolicy(max_attempts=1),
-    )
     try:
-        with CoverbaseClient(config=config) as client:
+        with CoverbaseClient(config=settings.client.single_attempt(API_READ_TIMEOUT)) as client:
             run = client.get_workflow_run(event.workflow_run_id)
     except NotFoundError:
         # e.g. a V3 test delivery with a real event type carries sample ids that do not exist

@@ -151,3 +151,11 @@ def test_repr_hides_the_key() -> None:
     client = CoverbaseClient("ak_test_secret_value_123")
     assert "ak_test_secret_value_123" not in repr(client) + repr(client.config)
     client.close()
+
+
+def test_a_single_attempt_config_caps_both_timeouts_and_never_retries() -> None:
+    config = ClientConfig(api_key="ak_test", timeout=30, connect_timeout=2, max_requests_per_second=7)
+    quick = config.single_attempt(3)
+    assert (quick.timeout, quick.connect_timeout, quick.retry.max_attempts) == (3, 2, 1)
+    assert (quick.api_key, quick.base_url, quick.max_requests_per_second) == ("ak_test", config.base_url, 7)
+    assert quick.fingerprint() != config.fingerprint()
