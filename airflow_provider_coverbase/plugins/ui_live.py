@@ -44,12 +44,9 @@ class LiveReadings:
             client = self._clients.get(conn_id)
         if client is not None:
             return client
-        from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook, settings_from_connection
+        from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 
-        conn = CoverbaseHook.get_connection(conn_id)
-        settings = settings_from_connection(
-            conn_id, host=conn.host, port=conn.port, password=conn.password, extra=conn.extra
-        )
+        settings = CoverbaseHook(conn_id).get_settings()  # the key is masked as soon as it is read
         client = CoverbaseClient(config=settings.client.single_attempt(LIVE_TIMEOUT))
         with self._lock:
             existing = self._clients.setdefault(conn_id, client)

@@ -65,7 +65,6 @@ from airflow_provider_coverbase.exceptions import CoverbaseConfigError, Coverbas
 from airflow_provider_coverbase.hooks.coverbase import (
     CoverbaseHook,
     WebhookSettings,
-    settings_from_connection,
     webhook_settings_from_connection,
 )
 from airflow_provider_coverbase.models import WorkflowRunStatus
@@ -190,11 +189,8 @@ class _Ignore(Exception):
 def _read_run(conn_id: str, event: CoverbaseWebhookEvent) -> _RunFacts:
     """Read the run from the API (one attempt, short timeouts) and check it ended as the event says."""
     assert event.workflow_run_id is not None
-    conn = CoverbaseHook.get_connection(conn_id)
     try:
-        settings = settings_from_connection(
-            conn_id, host=conn.host, port=conn.port, password=conn.password, extra=conn.extra
-        )
+        settings = CoverbaseHook(conn_id).get_settings()  # the key is masked as soon as it is read
     except CoverbaseError as exc:
         raise _Ignore(f"the connection cannot read runs from the API ({exc.message})") from None
     try:
