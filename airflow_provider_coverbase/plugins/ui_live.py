@@ -16,7 +16,7 @@ from typing import Any
 from airflow_provider_coverbase.client import CoverbaseClient
 from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import TERMINAL, checkpoint_times, current_step
+from airflow_provider_coverbase.monitoring import TERMINAL, brief
 
 #: Seconds a reading of a run from Coverbase is reused before the next page view reads it again.
 LIVE_TTL = 15.0
@@ -82,17 +82,10 @@ def _reading(
     run: WorkflowRun, record: Mapping[str, Any], earlier: Mapping[str, Any] | None, now: float
 ) -> dict[str, Any]:
     previous = {"checkpoints": [*(record.get("checkpoints") or []), *((earlier or {}).get("checkpoints") or [])]}
-    failed = run.failed_step
-    return {
-        "status": run.status.value,
-        "api_status": run.api_status,
-        "completed_at": run.completed_at.timestamp() if run.completed_at else None,
-        "checkpoints": checkpoint_times(run, previous, now),
-        "current_step": current_step(run),
-        "failed_step": failed.label if failed is not None else None,
-        "failure_reason": run.failure_reason,
-        "read_at": now,
-    }
+    reading = brief(run, previous, now)
+    for known in ("workflow_run_id", "workflow_name", "started_at"):
+        del reading[known]  # the record's own (the current API's run may not name its workflow)
+    return {**reading, "read_at": now}
 
 
 def _merge(record: Mapping[str, Any], reading: Mapping[str, Any]) -> dict[str, Any]:
