@@ -33,6 +33,8 @@ test-e2e: $(STAMP)
 ## docutils: the README test checks its links against the anchors Sphinx gives the docs headings.
 AF32_VENV  := .venv-airflow-3.2
 AF32_STAMP := $(AF32_VENV)/.installed
+## What both steps install, under the constraints CI tests.
+AF32_PINNED := -c constraints/airflow-3.2.txt apache-airflow pytest-asyncio trustme docutils
 
 $(AF32_VENV)/bin/python:
 	$(PYTHON) -m venv $(AF32_VENV)
@@ -41,11 +43,11 @@ $(AF32_VENV)/bin/python:
 ## Airflow 3.2 and the test tools, without building this project: the slow part (mostly downloads),
 ## which .ci/run starts in the background while the other tests run.
 $(AF32_VENV)/.airflow: constraints/airflow-3.2.txt | $(AF32_VENV)/bin/python
-	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt apache-airflow pytest-asyncio trustme docutils
+	$(AF32_VENV)/bin/python -m pip install --quiet $(AF32_PINNED)
 	touch $@
 
 $(AF32_STAMP): constraints/airflow-3.2.txt pyproject.toml $(AF32_VENV)/.airflow
-	$(AF32_VENV)/bin/python -m pip install --quiet -c constraints/airflow-3.2.txt -e '.[testing]' apache-airflow pytest-asyncio trustme docutils
+	$(AF32_VENV)/bin/python -m pip install --quiet $(AF32_PINNED) -e '.[testing]'
 	touch $(AF32_STAMP)
 
 test-airflow-3.2: $(AF32_STAMP)
