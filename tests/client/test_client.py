@@ -10,26 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_provider_coverbase import exceptions as errors
 from airflow_provider_coverbase.client import RetryPolicy
-from airflow_provider_coverbase.exceptions import (
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    CoverbaseConfigError,
-    CoverbaseConnectionError,
-    CoverbaseResponseValidationError,
-    CoverbaseTimeoutError,
-    IdempotencyConflictError,
-    IdempotencyKeyReusedError,
-    InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ServerError,
-    UnprocessableEntityError,
-    WorkflowDisabledError,
-    WorkflowDispatchFailedError,
-)
 from airflow_provider_coverbase.models import WorkflowRunStatus
 from tests.client.conftest import Api
 from tests.fake_api import API_KEY, OTHER_ORG_KEY, FakeCoverbaseAPI
@@ -100,7 +82,7 @@ async def test_legacy_conflict_without_the_run_is_an_error(kind: str, legacy_fak
     legacy_fake.script.append(
         error(409, {"code": "idempotency_conflict", "message": "A run already exists for this idempotency key."})
     )
-    with pytest.raises(IdempotencyConflictError, match="k-9") as info:
+    with pytest.raises(errors.IdempotencyConflictError, match="k-9") as info:
         await api("run_workflow", SWEEP, idempotency_key="k-9")
     assert info.value.status_code == 409
     assert len(legacy_fake.requests) == 1
@@ -110,7 +92,7 @@ async def test_key_reused_for_another_workflow_is_reported(api: Api) -> None:
     api.fake.add_workflow("adhoc-campaign")
     # Current API: a 201 replay of the first run. Legacy: a 409 carrying it. Both are detected.
     await api("run_workflow", SWEEP, idempotency_key="shared")
-    with pytest.raises(IdempotencyKeyReusedError, match=r"already used for run .* of workflow 'quarterly"):
+    with pytest.raises(errors.IdempotencyKeyReusedError, match=r"already used for run .* of workflow 'quarterly"):
         await api("run_workflow", "adhoc-campaign", idempotency_key="shared")
     assert len(api.fake.runs) == 1
 
@@ -142,7 +124,7 @@ async def test_run_workflow_definition_posts_the_id(kind: str, legacy_fake: Fake
     ],
 )
 async def test_unserialisable_input_is_rejected_before_sending(api: Api, value: Any, path: str) -> None:
-    with pytest.raises(InvalidInputError) as info:
+    with pytest.raises(errors.InvalidInputError) as info:
         await api("run_workflow", SWEEP, value)
     assert info.value.path == path
     assert path in str(info.value)
@@ -150,7 +132,7 @@ async def test_unserialisable_input_is_rejected_before_sending(api: Api, value: 
 
 
 async def test_input_must_be_an_object(api: Api) -> None:
-    with pytest.raises(InvalidInputError, match="must be a JSON object"):
+    with pytest.raises(errors.InvalidInputError, match="must be a JSON object"):
         await api("run_workflow", SWEEP, ["not", "an", "object"])
     assert api.fake.requests == []
 
@@ -165,7 +147,7 @@ async def test_input_must_be_an_object(api: Api) -> None:
     ],
 )
 async def test_bad_arguments_fail_before_sending(api: Api, kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(CoverbaseConfigError, match=message):
+    with pytest.raises(errors.CoverbaseConfigError, match=message):
         await api("run_workflow", **kwargs)
     assert api.fake.requests == []
 
@@ -216,7 +198,7 @@ async def test_retry_after_beyond_the_cap_is_not_waited_for(make_api: Any, fake:
     api = make_api(fake, retry=RetryPolicy(max_attempts=4, jitter=0.0, max_retry_after=30))
     fake.script.append(error(429, {"code": "rate_limited", "message": "later"}, retry_after=600))
 
-    with pytest.raises(RateLimitError, match="asked to wait 600 s") as info:
+    with pytest.raises(errors.RateLimitError, match="asked to wait 600 s") as info:
         await api("run_workflow", SWEEP)
     assert info.value.retry_after == 600
     assert info.value.attempts == 1
@@ -226,7 +208,7 @@ async def test_retry_after_beyond_the_cap_is_not_waited_for(make_api: Any, fake:
 
 async def test_exhausted_retries_say_how_many_attempts(api: Api) -> None:
     api.fake.script.extend([error(502, "Bad Gateway")] * 4)
-    with pytest.raises(ServerError) as info:
+    with pytest.raises(errors.ServerError) as info:
         await api("get_workflow_run", "cbwr_x")
     assert info.value.attempts == 4
     assert "(after 4 attempts)" in str(info.value)
@@ -236,15 +218,15 @@ async def test_exhausted_retries_say_how_many_attempts(api: Api) -> None:
 
 async def test_exhausted_connection_errors_raise_a_transport_error(api: Api) -> None:
     api.fake.script.extend([httpx.ConnectError("refused")] * 4)
-    with pytest.raises(CoverbaseConnectionError, match="could not reach Coverbase") as info:
+    with pytest.raises(errors.CoverbaseConnectionError, match="could not reach Coverbase") as info:
         await api("check_auth")
-    assert not isinstance(info.value, CoverbaseTimeoutError)
+    assert not isinstance(info.value, errors.CoverbaseTimeoutError)
     assert info.value.attempts == 4
 
 
 async def test_timeouts_are_retried_then_reported(api: Api) -> None:
     api.fake.script.extend([httpx.ReadTimeout("slow")] * 4)
-    with pytest.raises(CoverbaseTimeoutError, match="did not answer in time") as info:
+    with pytest.raises(errors.CoverbaseTimeoutError, match="did not answer in time") as info:
         await api("check_auth")
     assert info.value.attempts == 4
 
@@ -278,29 +260,29 @@ async def test_timeouts_are_configurable(make_api: Any, fake: FakeCoverbaseAPI) 
     [
         (
             error(400, {"code": "invalid_input", "message": "'quarter' is a required property"}),
-            BadRequestError,
+            errors.BadRequestError,
             "rejected the input to start workflow 'quarterly-privacy-sweep': 'quarter' is a required",
         ),
         (
             error(401, {"code": "unauthorized", "message": "Invalid or expired API key."}),
-            AuthenticationError,
+            errors.AuthenticationError,
             "rejected the API key: Invalid or expired API key",
         ),
-        (error(401, "Invalid or expired API key."), AuthenticationError, "Check the connection's API key"),
-        (error(403, "Not authenticated"), PermissionDeniedError, "(permission denied): Not authenticated"),
+        (error(401, "Invalid or expired API key."), errors.AuthenticationError, "Check the connection's API key"),
+        (error(403, "Not authenticated"), errors.PermissionDeniedError, "(permission denied): Not authenticated"),
         (
             error(403, {"code": "ip_not_allowed", "message": "This request originates from ..."}),
-            PermissionDeniedError,
+            errors.PermissionDeniedError,
             "not in the org's API allowlist",
         ),
         (
             error(404, {"code": "workflow_not_found", "message": "Workflow 'x' not found."}),
-            NotFoundError,
+            errors.NotFoundError,
             "workflow 'quarterly-privacy-sweep' not found for this API key's org",
         ),
         (
             error(409, {"code": "workflow_disabled", "message": "Workflow 'q' is disabled."}),
-            WorkflowDisabledError,
+            errors.WorkflowDisabledError,
             "is disabled in Coverbase; enable it there",
         ),
         (
@@ -314,7 +296,7 @@ async def test_timeouts_are_configurable(make_api: Any, fake: FakeCoverbaseAPI) 
                     }
                 ],
             ),
-            UnprocessableEntityError,
+            errors.UnprocessableEntityError,
             "body.input: Input should be a valid dictionary",
         ),
     ],
@@ -331,7 +313,7 @@ async def test_error_mapping(api: Api, response: httpx.Response, cls: type[Excep
 async def test_unknown_run_of_this_or_another_org_is_not_found(api: Api) -> None:
     run = await api("run_workflow", SWEEP)
     other = Api(api.kind, api.fake, api_key=OTHER_ORG_KEY)
-    with pytest.raises(NotFoundError, match=f"workflow run '{run.workflow_run_id}' not found") as info:
+    with pytest.raises(errors.NotFoundError, match=f"workflow run '{run.workflow_run_id}' not found") as info:
         await other("get_workflow_run", run.workflow_run_id)
     assert info.value.code == "workflow_run_not_found"
     await other.close()
@@ -339,9 +321,9 @@ async def test_unknown_run_of_this_or_another_org_is_not_found(api: Api) -> None
 
 async def test_real_fake_errors_for_unknown_and_disabled_workflows(api: Api) -> None:
     api.fake.add_workflow("paused-wf", enabled=False)
-    with pytest.raises(NotFoundError, match="workflow 'nope' not found") as missing:
+    with pytest.raises(errors.NotFoundError, match="workflow 'nope' not found") as missing:
         await api("run_workflow", "nope")
-    with pytest.raises(WorkflowDisabledError) as disabled:
+    with pytest.raises(errors.WorkflowDisabledError) as disabled:
         await api("run_workflow", "paused-wf")
     assert missing.value.code == "workflow_not_found"
     assert disabled.value.code == "workflow_disabled"
@@ -360,7 +342,7 @@ async def test_request_id_from_header_only(api: Api) -> None:
             headers={"x-coverbase-request-id": "rid-1"},
         )
     )
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(errors.NotFoundError) as info:
         await api("run_workflow", SWEEP)
     assert info.value.request_id == "rid-1"
 
@@ -371,32 +353,32 @@ async def test_dispatch_failed_is_not_retried_and_names_the_run(api: Api) -> Non
         "Retry with the same workflow run id (cbwr_a8f2c19e3d4b5e6f7a8b9c0d1e2f3a4b)."
     )
     api.fake.script.append(error(502, {"code": "workflow_dispatch_failed", "message": message}))
-    with pytest.raises(WorkflowDispatchFailedError, match="Not retried") as info:
+    with pytest.raises(errors.WorkflowDispatchFailedError, match="Not retried") as info:
         await api("run_workflow", SWEEP)
     assert info.value.workflow_run_id == "cbwr_a8f2c19e3d4b5e6f7a8b9c0d1e2f3a4b"
     assert info.value.attempts == 1
     assert len(api.fake.requests) == 1  # the run exists: another POST could start a second one
-    assert isinstance(info.value, ServerError)
+    assert isinstance(info.value, errors.ServerError)
 
 
 async def test_plain_text_error_body(api: Api) -> None:
     api.fake.script.append(httpx.Response(404, text="no such thing"))
-    with pytest.raises(NotFoundError, match="no such thing"):
+    with pytest.raises(errors.NotFoundError, match="no such thing"):
         await api("get_workflow_run", "cbwr_1")
 
 
 async def test_bad_success_body_is_a_validation_error(api: Api) -> None:
     api.fake.script.append(httpx.Response(200, json={"workflow_run_id": "cbwr_1"}))
-    with pytest.raises(CoverbaseResponseValidationError, match="status"):
+    with pytest.raises(errors.CoverbaseResponseValidationError, match="status"):
         await api("get_workflow_run", "cbwr_1")
     api.fake.script.append(httpx.Response(201, json={"status": "running"}))
-    with pytest.raises(CoverbaseResponseValidationError, match="workflow_run_id"):
+    with pytest.raises(errors.CoverbaseResponseValidationError, match="workflow_run_id"):
         await api("run_workflow", SWEEP)  # a start must name its run: no id was asked for
 
 
 async def test_conflict_is_a_conflict_error(api: Api) -> None:
     api.fake.script.append(error(409, {"code": "something_new", "message": "?"}))
-    with pytest.raises(ConflictError):
+    with pytest.raises(errors.ConflictError):
         await api("run_workflow", SWEEP)
 
 
@@ -487,7 +469,7 @@ async def test_list_runs_sends_filters(api: Api) -> None:
     ],
 )
 async def test_list_arguments_are_checked_before_sending(api: Api, kwargs: dict[str, Any]) -> None:
-    with pytest.raises(CoverbaseConfigError):
+    with pytest.raises(errors.CoverbaseConfigError):
         await api("list_workflow_runs", **kwargs)
     assert api.fake.requests == []
 
@@ -495,7 +477,7 @@ async def test_list_arguments_are_checked_before_sending(api: Api, kwargs: dict[
 async def test_check_auth(api: Api) -> None:
     assert await api("check_auth") == "Auth successful"
     bad = Api(api.kind, api.fake, api_key="ak_test_wrong_key")
-    with pytest.raises(AuthenticationError):
+    with pytest.raises(errors.AuthenticationError):
         await bad("check_auth")
     await bad.close()
 
@@ -538,6 +520,6 @@ async def test_api_key_never_appears_in_logs_errors_reprs_or_urls(api: Api, capl
 async def test_definition_id_on_the_current_api_explains_itself(kind: str) -> None:
     fake = FakeCoverbaseAPI(dialect="current")
     api = Api(kind, fake)
-    with pytest.raises(NotFoundError, match="exists only in Coverbase's legacy API; start it by workflow_name"):
+    with pytest.raises(errors.NotFoundError, match="exists only in Coverbase's legacy API; start it by workflow_name"):
         await api("run_workflow_definition", "cbwd_1")
     await api.close()
