@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from airflow_provider_coverbase.models import TERMINAL_STATUSES, WorkflowRun
@@ -33,6 +34,7 @@ __all__ = [
     "TERMINAL",
     "XCOM_KEY",
     "Origin",
+    "RunWatch",
     "brief",
     "checkpoint_times",
     "current_step",
@@ -53,6 +55,21 @@ MAX_OUTPUT_CHARS = 20_000
 MAX_CHECKPOINTS = 200
 
 Origin = Literal["created", "reattached", "watched"]
+
+
+@dataclass(frozen=True)
+class RunWatch:
+    """How a task watches its run: the fields its every record of one try shares.
+
+    The operator and the sensor each say this once (the sensor: ``origin="watched"``, no key);
+    :func:`record_try` adds the run's facts of the moment.
+    """
+
+    conn_id: str
+    origin: Origin
+    idempotency_key: str | None
+    poll_interval: float
+    max_poll_interval: float
 
 
 def checkpoint_times(
@@ -122,14 +139,10 @@ def _capped_output(output: Any) -> tuple[Any, bool]:
 
 def run_record(
     run: WorkflowRun | Mapping[str, Any],
+    watch: RunWatch,
     *,
-    conn_id: str,
     url: str | None,
-    origin: Origin,
     try_number: int,
-    idempotency_key: str | None,
-    poll_interval: float,
-    max_poll_interval: float,
     previous: Mapping[str, Any] | None = None,
     polled_at: float | None = None,
     output: Any = None,
@@ -155,16 +168,12 @@ def run_record(
     value, truncated = _capped_output(output)
     record = {
         "v": RECORD_VERSION,
-        "conn_id": conn_id,
+        **asdict(watch),
         "url": url,
-        "origin": origin,
         "try_number": try_number,
-        "idempotency_key": idempotency_key,
         **facts,
         "last_poll_at": polled_at,
         "next_poll_at": None,
-        "poll_interval": poll_interval,
-        "max_poll_interval": max_poll_interval,
         "output": value,
         "output_truncated": truncated,
     }
@@ -198,31 +207,11 @@ def push_record(ti: Any, record: Mapping[str, Any]) -> None:
 
 
 def record_try(
-    ti: Any,
-    run: WorkflowRun | Mapping[str, Any],
-    *,
-    conn_id: str,
-    url: str | None,
-    origin: Origin,
-    idempotency_key: str | None,
-    poll_interval: float,
-    max_poll_interval: float,
-    output: Any = None,
+    ti: Any, run: WorkflowRun | Mapping[str, Any], watch: RunWatch, *, url: str | None, output: Any = None
 ) -> None:
     """Push the :func:`run_record` of ``ti``'s try, keeping the first-seen times of the record it pushed before.
 
     The one way the operator and the sensor record their run; the try number and the earlier record come from ``ti``.
     """
-    record = run_record(
-        run,
-        conn_id=conn_id,
-        url=url,
-        origin=origin,
-        try_number=int(ti.try_number),
-        idempotency_key=idempotency_key,
-        poll_interval=poll_interval,
-        max_poll_interval=max_poll_interval,
-        previous=pull_record(ti),
-        output=output,
-    )
+    record = run_record(run, watch, url=url, try_number=int(ti.try_number), previous=pull_record(ti), output=output)
     push_record(ti, record)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import MAX_OUTPUT_CHARS, brief, checkpoint_times, run_record
+from airflow_provider_coverbase.monitoring import MAX_OUTPUT_CHARS, RunWatch, brief, checkpoint_times, run_record
 
 T0 = 1_790_000_000.0
 
@@ -20,18 +20,8 @@ def legacy(checkpoints: list[str], status: str = "running", **extra: Any) -> Wor
 def record(
     run: WorkflowRun | dict[str, Any], previous: dict[str, Any] | None = None, now: float = T0
 ) -> dict[str, Any]:
-    return run_record(
-        run,
-        conn_id="c",
-        url="https://dash/runs/cbwfr_1",
-        origin="created",
-        try_number=1,
-        idempotency_key="airflow:k",
-        poll_interval=30.0,
-        max_poll_interval=1800.0,
-        previous=previous,
-        polled_at=now,
-    )
+    watch = RunWatch("c", "created", "airflow:k", poll_interval=30.0, max_poll_interval=1800.0)
+    return run_record(run, watch, url="https://dash/runs/cbwfr_1", try_number=1, previous=previous, polled_at=now)
 
 
 def test_first_seen_times_are_kept_from_the_previous_reading() -> None:

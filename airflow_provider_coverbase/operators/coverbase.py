@@ -41,7 +41,7 @@ from airflow_provider_coverbase.links.coverbase import (
     CoverbaseWorkflowRunLink,
 )
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import Origin, pull_record, record_try
+from airflow_provider_coverbase.monitoring import Origin, RunWatch, pull_record, record_try
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
 from airflow_provider_coverbase.waiting.progress import linked, outcome_error, progress_lines, timeout_error
@@ -357,17 +357,14 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
 
     def _record(self, ti: Any, run: WorkflowRun | dict[str, Any], url: str | None, output: Any = None) -> None:
         """Push the UI's record of this try's run (``monitoring.XCOM_KEY``), keeping first-seen times."""
-        record_try(
-            ti,
-            run,
-            conn_id=self.coverbase_conn_id,
-            url=url,
-            origin=self._coverbase_origin,
-            idempotency_key=self._coverbase_key,
-            poll_interval=self.poll_interval,
-            max_poll_interval=self.max_poll_interval,
-            output=output,
+        watch = RunWatch(
+            self.coverbase_conn_id,
+            self._coverbase_origin,
+            self._coverbase_key,
+            self.poll_interval,
+            self.max_poll_interval,
         )
+        record_try(ti, run, watch, url=url, output=output)
 
     def _poll(self, hook: CoverbaseHook, run: WorkflowRun, url: str, deadline: float, ti: Any = None) -> WorkflowRun:
         """Poll with the hook's one client (its connection kept alive between polls), at the adaptive pace."""

@@ -15,7 +15,7 @@ from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import pull_record, record_try
+from airflow_provider_coverbase.monitoring import RunWatch, pull_record, record_try
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import is_fatal
 from airflow_provider_coverbase.waiting.progress import outcome_error, progress_lines
@@ -92,17 +92,8 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
 
     def _record(self, ti: Any, run: WorkflowRun | dict[str, Any], url: str | None, output: Any = None) -> None:
         """Push the UI's record of the watched run (``monitoring.XCOM_KEY``), keeping first-seen times."""
-        record_try(
-            ti,
-            run,
-            conn_id=self.coverbase_conn_id,
-            url=url,
-            origin="watched",
-            idempotency_key=None,
-            poll_interval=float(self.poke_interval),
-            max_poll_interval=self.max_poll_interval,
-            output=output,
-        )
+        watch = RunWatch(self.coverbase_conn_id, "watched", None, float(self.poke_interval), self.max_poll_interval)
+        record_try(ti, run, watch, url=url, output=output)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One status check. Returns done with the run as XCom, or not done; raises on a bad end."""
