@@ -12,9 +12,10 @@ connection up and makes the API calls.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Unpack
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 from airflow.sdk import BaseHook
@@ -22,13 +23,11 @@ from airflow.sdk import BaseHook
 from airflow_provider_coverbase.client import (
     AsyncCoverbaseClient,
     CoverbaseClient,
-    RunListFilters,
     shared_clients,
 )
 from airflow_provider_coverbase.client._connection import CoverbaseConnectionSettings, settings_from_connection
 from airflow_provider_coverbase.connection import CONN_TYPE, WebhookSettings, webhook_settings_from_connection
 from airflow_provider_coverbase.exceptions import CoverbaseError
-from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunList
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -42,6 +41,35 @@ __all__ = [
 ]
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_client(method: Callable[Concatenate[CoverbaseClient, P], R]) -> Callable[Concatenate[CoverbaseHook, P], R]:
+    """A hook method that calls the sync client's ``method`` on the hook's client.
+
+    Its signature and docstring are the client's, written once there: the hook cannot drift from it.
+    """
+
+    @functools.wraps(method)
+    def on_client(hook: CoverbaseHook, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(hook.get_client(), *args, **kwargs)
+
+    return on_client
+
+
+def _on_async_client(
+    method: Callable[Concatenate[AsyncCoverbaseClient, P], Awaitable[R]],
+) -> Callable[Concatenate[CoverbaseHook, P], Coroutine[Any, Any, R]]:
+    """The async counterpart of :func:`_on_client`: awaits ``method`` on :meth:`CoverbaseHook.get_async_client`."""
+
+    @functools.wraps(method)
+    async def on_async_client(hook: CoverbaseHook, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await method(await hook.get_async_client(), *args, **kwargs)
+
+    return on_async_client
+
+
 class CoverbaseHook(BaseHook):
     """Talk to the Coverbase Workflows API through an Airflow connection.
 
@@ -51,6 +79,9 @@ class CoverbaseHook(BaseHook):
     print(hook.get_workflow_run(run.workflow_run_id).status)
     ```
 
+    The API methods are the client's (:class:`~airflow_provider_coverbase.client.CoverbaseClient`),
+    called on the hook's client: ``run_workflow``, ``run_workflow_definition``, ``get_workflow_run``,
+    ``list_workflow_runs``, ``check_auth``, and each with an ``a`` prefix on the async client.
     Sync methods look the connection up synchronously; the ``a``-prefixed ones use
     ``aget_connection``, so the triggerer's event loop never makes a blocking lookup. Each hook keeps
     one sync HTTP client and reuses it across calls. The async methods use the client *shared* by
@@ -172,78 +203,19 @@ class CoverbaseHook(BaseHook):
         """Async :meth:`dashboard_run_url`."""
         return (await self.aget_settings()).dashboard_run_url(workflow_run_id)
 
-    # ---- API, sync -----------------------------------------------------------------------
+    # ---- API: the client's methods, on the hook's client ---------------------------------
 
-    def run_workflow(
-        self,
-        workflow_name: str,
-        input: Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> WorkflowRun:
-        """Start the workflow ``workflow_name``; see :meth:`CoverbaseClient.run_workflow`."""
-        return self.get_client().run_workflow(workflow_name, input, idempotency_key=idempotency_key)
+    run_workflow = _on_client(CoverbaseClient.run_workflow)
+    run_workflow_definition = _on_client(CoverbaseClient.run_workflow_definition)
+    get_workflow_run = _on_client(CoverbaseClient.get_workflow_run)
+    list_workflow_runs = _on_client(CoverbaseClient.list_workflow_runs)
+    check_auth = _on_client(CoverbaseClient.check_auth)
 
-    def run_workflow_definition(
-        self,
-        workflow_definition_id: str,
-        input: Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> WorkflowRun:
-        """Start a workflow by definition id (legacy contract only)."""
-        return self.get_client().run_workflow_definition(workflow_definition_id, input, idempotency_key=idempotency_key)
-
-    def get_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
-        """Read one run."""
-        return self.get_client().get_workflow_run(workflow_run_id)
-
-    def list_workflow_runs(self, **filters: Unpack[RunListFilters]) -> WorkflowRunList:
-        """One page of runs, newest first (current API); see :class:`RunListFilters`."""
-        return self.get_client().list_workflow_runs(**filters)
-
-    def check_auth(self) -> str:
-        """Check the API key."""
-        return self.get_client().check_auth()
-
-    # ---- API, async ----------------------------------------------------------------------
-
-    async def arun_workflow(
-        self,
-        workflow_name: str,
-        input: Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> WorkflowRun:
-        """Async :meth:`run_workflow`."""
-        client = await self.get_async_client()
-        return await client.run_workflow(workflow_name, input, idempotency_key=idempotency_key)
-
-    async def arun_workflow_definition(
-        self,
-        workflow_definition_id: str,
-        input: Mapping[str, Any] | None = None,
-        *,
-        idempotency_key: str | None = None,
-    ) -> WorkflowRun:
-        """Async :meth:`run_workflow_definition`."""
-        client = await self.get_async_client()
-        return await client.run_workflow_definition(workflow_definition_id, input, idempotency_key=idempotency_key)
-
-    async def aget_workflow_run(self, workflow_run_id: str) -> WorkflowRun:
-        """Async :meth:`get_workflow_run`."""
-        client = await self.get_async_client()
-        return await client.get_workflow_run(workflow_run_id)
-
-    async def alist_workflow_runs(self, **filters: Unpack[RunListFilters]) -> WorkflowRunList:
-        """Async :meth:`list_workflow_runs`."""
-        client = await self.get_async_client()
-        return await client.list_workflow_runs(**filters)
-
-    async def acheck_auth(self) -> str:
-        """Async :meth:`check_auth`."""
-        client = await self.get_async_client()
-        return await client.check_auth()
+    arun_workflow = _on_async_client(AsyncCoverbaseClient.run_workflow)
+    arun_workflow_definition = _on_async_client(AsyncCoverbaseClient.run_workflow_definition)
+    aget_workflow_run = _on_async_client(AsyncCoverbaseClient.get_workflow_run)
+    alist_workflow_runs = _on_async_client(AsyncCoverbaseClient.list_workflow_runs)
+    acheck_auth = _on_async_client(AsyncCoverbaseClient.check_auth)
 
     # ---- Airflow UI ----------------------------------------------------------------------
 
