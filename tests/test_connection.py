@@ -59,6 +59,10 @@ def test_provider_info_is_generated_from_the_model() -> None:
     assert conn["ui-field-behaviour"] == ui_field_behaviour()
     assert list(conn["conn-fields"]) == list(ConnectionExtras.model_fields)
     for name, info in ConnectionExtras.model_fields.items():
+        # Descriptions come from the fields' docstrings: each extra has one, on one line (a table cell).
+        assert info.title, name
+        assert info.description, name
+        assert "\n" not in info.description, name
         assert conn["conn-fields"][name]["label"] == info.title
         assert str(conn["conn-fields"][name]["description"]).startswith(str(info.description))
 
