@@ -1,15 +1,20 @@
-"""Jinja helpers for DAGs that sweep by quarter. No Airflow imports.
+"""Jinja helpers and the schedule for DAGs that sweep by quarter. No Airflow imports.
 
 Register :data:`FILTERS` with ``DAG(user_defined_filters=FILTERS)``, then use :data:`QUARTER` and
-:data:`QUARTER_DUE_DATE` in templated fields. A scheduled run uses its data interval; a manual run
-(which has no logical date, and so no data interval, in Airflow 3) uses the moment it was triggered.
+:data:`QUARTER_DUE_DATE` in templated fields; :data:`QUARTERLY` is the schedule. A scheduled run
+uses its data interval; a manual run (which has no logical date, and so no data interval, in
+Airflow 3) uses the moment it was triggered.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["FILTERS", "INTERVAL_END", "INTERVAL_START", "QUARTER", "QUARTER_DUE_DATE", "quarter_label"]
+__all__ = ["FILTERS", "INTERVAL_END", "INTERVAL_START", "QUARTER", "QUARTERLY", "QUARTER_DUE_DATE", "quarter_label"]
+
+#: Schedule: at midnight on the first day of each quarter. Airflow's ``"@quarterly"`` preset is the
+#: same, but only from Airflow 3.3.
+QUARTERLY = "0 0 1 */3 *"
 
 #: Jinja expression: the data interval's start, or ``dag_run.run_after`` for a manual run.
 INTERVAL_START = (

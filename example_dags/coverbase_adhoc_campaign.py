@@ -8,7 +8,7 @@ reschedule mode, so it holds no worker slot between checks.
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, Param
 
@@ -20,9 +20,7 @@ POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
 with DAG(
     dag_id="coverbase_adhoc_campaign",
     description="Start an ad-hoc Coverbase campaign from the trigger form and wait for it",
-    schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
+    schedule=None,  # manual runs only: no start date or catch-up to set
     # Lets "{{ params.vendor_ids }}" render to a real list, not its string form.
     render_template_as_native_obj=True,
     params={

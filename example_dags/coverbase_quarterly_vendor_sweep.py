@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import DAG
 
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
-from airflow_provider_coverbase.quarters import FILTERS, QUARTER, QUARTER_DUE_DATE
+from airflow_provider_coverbase.quarters import FILTERS, QUARTER, QUARTER_DUE_DATE, QUARTERLY
 
 # Seconds between status checks. The demo and the tests shorten it; a minute suits real sweeps.
 POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
@@ -23,7 +23,7 @@ POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
 with DAG(
     dag_id="coverbase_quarterly_vendor_sweep",
     description="Quarterly Coverbase privacy sweep of tier-1 vendors that process PII",
-    schedule="0 0 1 */3 *",  # quarterly; the "@quarterly" preset needs Airflow 3.3
+    schedule=QUARTERLY,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

@@ -1,32 +1,33 @@
-"""Fan-out: one Coverbase sweep per vendor tier, as mapped tasks that run side by side.
-
-Each mapped task instance gets its own derived idempotency key (the map index is part of it), so
-every tier starts exactly one run, and a retry of one tier reattaches to that tier's run.
-"""
+"""Fan-out: one Coverbase sweep per vendor tier, as mapped tasks that run side by side (``@dag`` style)."""
 
 from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG
+from airflow.sdk import dag
 
 from airflow_provider_coverbase.operators.coverbase import CoverbaseRunWorkflowOperator
-from airflow_provider_coverbase.quarters import FILTERS, QUARTER
+from airflow_provider_coverbase.quarters import FILTERS, QUARTER, QUARTERLY
 
 POLL_INTERVAL = float(os.environ.get("COVERBASE_POLL_INTERVAL", "60"))
 
-with DAG(
-    dag_id="coverbase_vendor_tier_fanout",
+
+@dag(
     description="One Coverbase privacy sweep per vendor tier, mapped",
-    schedule="0 0 1 */3 *",  # quarterly; the "@quarterly" preset needs Airflow 3.3
+    schedule=QUARTERLY,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     default_args={"retries": 1, "retry_delay": timedelta(minutes=5)},
     tags=["coverbase", "vendor-risk"],
     user_defined_filters=FILTERS,
-    doc_md=__doc__,
-) as dag:
+)
+def coverbase_vendor_tier_fanout() -> None:
+    """One Coverbase privacy sweep per vendor tier, as mapped tasks.
+
+    Each mapped task instance gets its own derived idempotency key (the map index is part of it), so
+    every tier starts exactly one run, and a retry of one tier reattaches to that tier's run.
+    """
     CoverbaseRunWorkflowOperator.partial(
         task_id="sweep_tier",
         workflow_name="quarterly-privacy-sweep",
@@ -37,3 +38,6 @@ with DAG(
     ).expand(
         input=[{"quarter": QUARTER, "vendor_filter": {"tier": tier, "tags": ["processes_pii"]}} for tier in (1, 2, 3)]
     )
+
+
+dag = coverbase_vendor_tier_fanout()
