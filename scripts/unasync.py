@@ -16,7 +16,11 @@ SOURCE, TARGET = ROOT / "_sync.py", ROOT / "_async.py"
 
 # Ordered (pattern, replacement) pairs applied line by line.
 SUBS: list[tuple[str, str]] = [
-    (r'^"""The synchronous client', '"""The asynchronous client'),
+    (
+        r'^"""The synchronous client',
+        "# Generated from _sync.py by scripts/unasync.py: edit _sync.py, then run the script.\n"
+        '"""The asynchronous client',
+    ),
     (r"^import time$", "import asyncio\nimport time"),
     (r"from collections\.abc import Callable,", "from collections.abc import Awaitable, Callable,"),
     (r'__all__ = \["CoverbaseClient"\]', '__all__ = ["AsyncCoverbaseClient"]'),

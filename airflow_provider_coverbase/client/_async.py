@@ -1,3 +1,4 @@
+# Generated from _sync.py by scripts/unasync.py: edit _sync.py, then run the script.
 """The asynchronous client: sends what :class:`ClientCore` builds, nothing else. No Airflow imports."""
 
 from __future__ import annotations

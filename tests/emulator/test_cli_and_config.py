@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from airflow_provider_coverbase.testing import CoverbaseEmulator, EmulatorConfig, WorkflowDefinition, load_config
 from airflow_provider_coverbase.testing.__main__ import main
@@ -92,55 +93,10 @@ def test_a_process_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path) -> N
         start_emulator_process(["--config", str(tmp_path / "missing.yaml")], stderr=subprocess.DEVNULL)
 
 
+#: Configurations the emulator must refuse, with the line and message its one-line error names.
 BAD_CONFIGS = [
-    pytest.param(
-        "workflows.yaml",
-        "workflows:\n  - name: nightly\n    checkpoints:\n      - {name: fetched, duration_secs: 60}\n",
-        4,
-        "unknown key 'duration_secs' in a checkpoint of workflow 'nightly' "
-        "(valid: action_type, duration_seconds, name)",
-        id="unknown-checkpoint-key",
-    ),
-    pytest.param(
-        "workflows.yaml",
-        "speed: 5\nworkflows:\n  - name: a\n  - name: b\n    final_status: done\n",
-        4,
-        "workflow 'b': final_status must be one of ('completed', 'failed', 'cancelled')",
-        id="bad-final-status",
-    ),
-    pytest.param(
-        "workflows.yaml",
-        "speed: 5\nspeeed: 6\n",
-        2,
-        "unknown key 'speeed' in the configuration (valid: ",
-        id="unknown-top-level-key",
-    ),
-    pytest.param("workflows.yaml", "speed: fast\n", 1, "speed must be a number, got 'fast'", id="wrong-type"),
-    pytest.param(
-        "workflows.yaml", "workflows:\n  - name: a\n   checkpoints: [x]\n", 3, "invalid YAML: ", id="yaml-syntax"
-    ),
-    pytest.param(
-        "workflows.yaml",
-        "- name: a\n- name: b\n  pause: {after_checkpoint: x, secs: 1}\n",
-        3,
-        "unknown key 'secs' in the pause of workflow 'b' (valid: after_checkpoint, seconds)",
-        id="top-level-list",
-    ),
-    pytest.param(
-        "workflows.yaml",
-        "orgs:\n  - {org_id: a, api_key: k, rate: 3}\n",
-        2,
-        "unknown key 'rate' in an org (valid: ",
-        id="unknown-org-key",
-    ),
-    pytest.param(
-        "workflows.json",
-        '{\n  "workflows": [\n    {"name": "a",\n     "checkpoints": [{"name": "x", "duration_secs": 1}]}\n  ]\n}\n',
-        4,
-        "unknown key 'duration_secs' in a checkpoint of workflow 'a'",
-        id="json-unknown-key",
-    ),
-    pytest.param("workflows.json", '{"speed": 1,\n "x": }\n', 2, "invalid JSON: Expecting value", id="json-syntax"),
+    pytest.param(case["file"], case["text"], case["line"], case["message"], id=case["id"])
+    for case in yaml.safe_load((Path(__file__).parent / "bad_configs.yaml").read_text())
 ]
 
 
