@@ -38,12 +38,13 @@ What this transport guarantees, whatever aiohttp's defaults:
   spaces, NUL bytes, conflicting lengths; refused here: an interim ``1xx`` (or a ``101``) as the
   final answer, and any ``Transfer-Encoding`` but one ``chunked`` (which RFC 9112 would have read to
   the connection's close, the raw chunk framing as the body).
-- **A dead keep-alive connection**: aiohttp sends a GET or HEAD again once on a new connection when a
-  reused one closes before any answer (RFC 9112 §9.3.1); it never sends a POST twice. A POST that
-  meets one fails with ``httpx.RemoteProtocolError`` and goes back to the client's retry policy,
-  which resends only requests that carry an ``Idempotency-Key`` (every run-starting call does),
-  each resend spending the request budget. That one immediate GET resend is aiohttp's and is not
-  counted in the budget (it is rare: aiohttp drops idle connections the server closed).
+- **A dead keep-alive connection** (closed by the server as the request went out, before any
+  answer byte): never resent by the transport. aiohttp would resend a GET or HEAD once, at once,
+  outside the client's retry policy and request budget (RFC 9112 §9.3.1 allows it); a client
+  middleware (:func:`_resend_by_the_client`) turns the failure into ``httpx.RemoteProtocolError``
+  before aiohttp can, for every method. The client's retry policy then decides: a GET is resent
+  after its backoff, a POST only with an ``Idempotency-Key`` (every run-starting call has one), and
+  each resend spends the request budget like any request.
 - **Errors** are httpx's own, as the client has always mapped them: a refused or unreachable address
   ``httpx.ConnectError``, a connect timeout ``httpx.ConnectTimeout``, a hang-up or bad framing
   ``httpx.RemoteProtocolError``, a reset ``httpx.ReadError``, a proxy failure ``httpx.ProxyError``.
@@ -124,6 +125,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,  # proxies: environment_proxy, once per origin; no per-request ~/.netrc
             auto_decompress=True,
+            middlewares=(_resend_by_the_client,),
         )
         return self._session
 
@@ -204,6 +206,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+class _ConnectionLost(aiohttp.ClientError):
+    """A connection died before its answer (``original`` says how), carried past aiohttp's own resend."""
+
+    def __init__(self, original: aiohttp.ClientOSError | aiohttp.ServerDisconnectedError) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+async def _resend_by_the_client(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Client middleware: a connection lost before the answer fails the request, so aiohttp does not
+    resend it on its own; the client's retry policy (backoff, budget, idempotency) decides instead.
+    A refused or unreachable address is left as it is (aiohttp never resends those)."""
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        raise _ConnectionLost(exc) from exc
+
+
 def _check_transfer_encoding(values: list[str], request: httpx.Request) -> None:
     """Refuse any transfer coding but a single ``chunked``: the client asks for no other (``TE`` is not
     sent), and RFC 9112 would have an answer whose last coding is not ``chunked`` read to the close of
@@ -215,6 +239,8 @@ def _check_transfer_encoding(values: list[str], request: httpx.Request) -> None:
 
 def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
     """The httpx error that means what aiohttp's ``exc`` means (the order matters: subclasses first)."""
+    if isinstance(exc, _ConnectionLost):
+        exc = exc.original
     message = str(exc) or type(exc).__name__
     error: httpx.TransportError
     if isinstance(exc, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):

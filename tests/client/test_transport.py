@@ -3,8 +3,9 @@
 Each case of issue 14 has its test: malformed framing refused, hang-ups and refused connections
 mapped to the client's typed errors, a trickled answer timed out as a whole, a compression bomb
 stopped at the body cap, Happy Eyeballs past a black-holed address, a dead keep-alive connection
-resent only for a GET (a POST reaches the server once; one with an ``Idempotency-Key`` is resent by
-the retry policy), and a stale extra answer never read as the next request's. The sync client sends
+never resent by the transport (the retry policy resends a GET, or a POST with an ``Idempotency-Key``,
+each within the request budget; a POST without one reaches the server once), and a stale extra answer
+never read as the next request's. The sync client sends
 through httpx's own transport (``test_send_path.py``).
 """
 
@@ -23,6 +24,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from airflow_provider_coverbase.client import AiohttpTransport, AsyncCoverbaseClient, CoverbaseClient, RetryPolicy
+from airflow_provider_coverbase.client._budget import PACING_HEADROOM, RequestBudget
 from airflow_provider_coverbase.exceptions import CoverbaseConnectionError, CoverbaseTimeoutError
 from tests.client.scripted import Record, answer, read_request, run_body, scripted
 from tests.fake_api import API_KEY
@@ -312,12 +314,34 @@ def keep_alive_then_hang_up(reply: bytes) -> Any:
     return script
 
 
-async def test_a_dead_keep_alive_connection_resends_a_get_once(transport: AiohttpTransport) -> None:
+async def test_a_dead_keep_alive_connection_is_not_resent_by_the_transport(transport: AiohttpTransport) -> None:
+    """aiohttp alone would resend the GET at once, outside the retry policy and the budget."""
     async with scripted(keep_alive_then_hang_up(answer(body={"msg": "ok"}))) as (url, record):
         assert (await get(transport, url + "/a")).status_code == 200
-        assert (await get(transport, url + "/b")).status_code == 200
-    assert record.methods() == ["GET", "GET", "GET"]  # /b twice: the dead connection, then a new one
+        with pytest.raises(httpx.RemoteProtocolError, match="Server disconnected"):
+            await get(transport, url + "/b")
+    assert record.methods() == ["GET", "GET"]
+    assert record.connections == 1
+
+
+async def test_a_get_on_a_dead_keep_alive_connection_is_resent_by_the_policy_within_the_budget() -> None:
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    async with scripted(keep_alive_then_hang_up(answer(body=run_body("cbwr_1", "running")))) as (url, record):
+        retry = RetryPolicy(max_attempts=3, initial_delay=0.5, jitter=0.0)
+        budget = RequestBudget(1.0, clock=lambda: 0.0)  # a stopped clock: each request waits one slot more
+        async with client(url, retry=retry, sleep=sleep, rng=lambda: 0.0, budget=budget) as api:
+            await api.get_workflow_run("cbwr_1")  # opens the connection that dies under the next request
+            run = await api.get_workflow_run("cbwr_1")
+    assert run.workflow_run_id == "cbwr_1"
+    assert record.methods() == ["GET", "GET", "GET"]  # the second read twice: the dead connection, then a new one
     assert record.connections == 2
+    slot = 1.0 + PACING_HEADROOM
+    # The second read's slot, the policy's backoff, then the resend's own slot in the budget.
+    assert pauses == pytest.approx([slot, 0.5, 2 * slot])
 
 
 async def test_a_post_without_an_idempotency_key_reaches_the_server_once(transport: AiohttpTransport) -> None:
