@@ -59,7 +59,7 @@ Origin = Literal["created", "reattached", "watched"]
 
 @dataclass(frozen=True)
 class RunWatch:
-    """How a task watches its run: the fields its every record of one try shares.
+    """How a task watches its run: the fields that every record of its try shares.
 
     The operator and the sensor each say this once (the sensor: ``origin="watched"``, no key);
     :func:`record_try` adds the run's facts of the moment.

@@ -41,30 +41,30 @@ __all__ = [
 ]
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-def _on_client(method: Callable[Concatenate[CoverbaseClient, P], R]) -> Callable[Concatenate[CoverbaseHook, P], R]:
+def _on_client(method: Callable[Concatenate[CoverbaseClient, _P], _R]) -> Callable[Concatenate[CoverbaseHook, _P], _R]:
     """A hook method that calls the sync client's ``method`` on the hook's client.
 
     Its signature and docstring are the client's, written once there: the hook cannot drift from it.
     """
 
     @functools.wraps(method)
-    def on_client(hook: CoverbaseHook, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    def on_client(hook: CoverbaseHook, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         return method(hook.get_client(), *args, **kwargs)
 
     return on_client
 
 
 def _on_async_client(
-    method: Callable[Concatenate[AsyncCoverbaseClient, P], Awaitable[R]],
-) -> Callable[Concatenate[CoverbaseHook, P], Coroutine[Any, Any, R]]:
+    method: Callable[Concatenate[AsyncCoverbaseClient, _P], Awaitable[_R]],
+) -> Callable[Concatenate[CoverbaseHook, _P], Coroutine[Any, Any, _R]]:
     """The async counterpart of :func:`_on_client`: awaits ``method`` on :meth:`CoverbaseHook.get_async_client`."""
 
     @functools.wraps(method)
-    async def on_async_client(hook: CoverbaseHook, /, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def on_async_client(hook: CoverbaseHook, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         return await method(await hook.get_async_client(), *args, **kwargs)
 
     return on_async_client
