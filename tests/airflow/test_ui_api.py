@@ -9,6 +9,7 @@ emulator over loopback for the live readings of the rows on screen.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ def airflow_app() -> Iterator[TestClient]:
             ("core", "auth_manager"): f"{__name__}.DenyingAuthManager",
             ("core", "simple_auth_manager_users"): "alice:viewer,bob:viewer",
             ("core", "simple_auth_manager_all_admins"): "False",
+            # A key as long as HS512 asks for: Airflow's generated default is shorter, and PyJWT warns.
+            ("api_auth", "jwt_secret"): secrets.token_urlsafe(64),
         },
         conf,
     ):
