@@ -179,7 +179,7 @@ def task_instance_run(
             TaskInstance.map_index == map_index,
         )
     ).first()
-    record = ui_records.cache.records(session).get((dag_id, dag_run_id, task_id, map_index))
+    record = ui_records.cache.record(session, (dag_id, dag_run_id, task_id, map_index))
     ti = {"state": state[0] if state else None, "try_number": state[1] if state else None}
     if record is None:
         return {"run": None, "task_instance": ti, "deliveries": []}

@@ -148,10 +148,12 @@ class RecordCache:
             self._views.clear()
         return version
 
-    def records(self, session: Session) -> dict[tuple[str, str, str, int], Mapping[str, Any]]:
+    def record(self, session: Session, key: tuple[str, str, str, int]) -> Mapping[str, Any] | None:
+        """The current record of one task instance (``dag_id, run_id, task_id, map_index``), or ``None``."""
         self.refresh(session)
         with self._lock:
-            return {k: row.record for k, (_, row) in self._rows.items()}
+            found = self._rows.get(key)
+        return found[1].record if found is not None else None
 
     def view(self, session: Session, access: Access) -> tuple[list[Row], dict[str, list[str]]]:
         """The rows ``access`` may see, newest first, and the filter choices among them."""
