@@ -38,8 +38,9 @@ httpx-aiohttp cost the same within this machine's noise, and ours is kept for wh
 gets wrong (see ``client/_transport.py``). The hand-made HTTP/1.1 transport it replaced read 0.21
 against 0.17 with no I/O in the same benchmark (issue 14).
 
-Until 2026-12-02 the fake server stamped each answer with the time of the request (no run start
-was set), so every poll's body differed and the trigger parsed it twice. With the start set, on a
+Until 2026-12-02 the fake server stamped each answer with the time of the request when its caller
+set no run start (this benchmark did not), so every poll's body differed and the trigger parsed it
+twice; the server now starts the runs at its first request. With a stable answer, on a
 quiet machine (load average under 1, median of 3 workers): **aiohttp 0.392**, none 0.144 (the
 fake server's answer, made in the worker, is about 0.03 of that). aiohttp is then about two thirds
 of the trigger's CPU per poll.
@@ -63,7 +64,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.harness import ROOT, module_command
-from benchmarks.harness.counters import ACCEPTED, REQUESTS, STARTED_AT, Counters
+from benchmarks.harness.counters import ACCEPTED, REQUESTS, Counters
 from benchmarks.harness.fleet import rss_mb
 from benchmarks.harness.report import percentile
 from benchmarks.harness.server import answer, fake_server
@@ -193,9 +194,6 @@ async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
             with contextlib.suppress(Exception):
                 await trigger.cleanup()
 
-    # The runs started now, once: each run's answer is then the same bytes poll after poll, as a real
-    # running run's is (without it the server stamps every answer anew and every poll parses twice).
-    counters[STARTED_AT] = time.time()
     lag_task = asyncio.create_task(monitor())
     await asyncio.sleep(0.2)
     gc.collect()

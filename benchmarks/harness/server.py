@@ -87,7 +87,10 @@ def answer(counters: Counters, method: str, target: str, body: bytes) -> bytes:
     done = flip is not None and now >= flip
     if done:
         counters.add(TERMINAL_SERVED)
-    started = counters[STARTED_AT] or now
+    started = counters[STARTED_AT]
+    if not started:  # unset by the caller: the runs start at the first request, so a running run's
+        # answer is the same bytes poll after poll, as a real one's is (not stamped anew each time)
+        started = counters[STARTED_AT] = now
     if kind == "coverbase":
         run = {
             "workflow_run_id": f"cbwfr_{index:08d}",
