@@ -28,6 +28,7 @@ from airflow_provider_coverbase.exceptions import (
 )
 from tests.dual_client import DualClient
 from tests.fake_api import API_KEY
+from tests.ports import free_port
 
 AUTH_OK = json.dumps({"msg": "Auth successful"}).encode()
 
@@ -122,10 +123,7 @@ async def make_client(kind: str) -> AsyncIterator[Any]:
 
 def closed_port_url() -> str:
     """A loopback URL nobody listens on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 async def test_silent_server_times_out(make_client: Any, silent_server: RawServer) -> None:

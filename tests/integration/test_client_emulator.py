@@ -10,7 +10,6 @@ sync/async parity.
 from __future__ import annotations
 
 import re
-import socket
 from typing import Any
 
 import httpx
@@ -33,6 +32,7 @@ from airflow_provider_coverbase.exceptions import (
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
 from airflow_provider_coverbase.testing import CoverbaseEmulator
 from tests.integration.conftest import Api, MakeApi
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -115,10 +115,7 @@ def keys(entries: list[dict[str, Any]]) -> list[str | None]:
 
 def closed_port_url() -> str:
     """A loopback URL nobody listens on."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 # ---------------------------------------------------------------------------------------------
