@@ -70,31 +70,60 @@ CONN_TYPE = "coverbase"
 class ConnectionExtras(BaseModel):
     """The connection's extra fields. An extra left out takes the client's default (:mod:`~.defaults`)."""
 
-    #: Each field's description is its docstring (pydantic's ``use_attribute_docstrings``): one text
-    #: for the form's help, the docs' table and the API reference.
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
-    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, title="Read timeout (s)")
-    """Seconds to wait for each API response."""
-    connect_timeout: float = Field(DEFAULT_CONNECT_TIMEOUT, gt=0, title="Connect timeout (s)")
-    """Seconds to wait for the connection to the API."""
-    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0, le=20, title="Max retries")
-    """Retries of one API call on connection errors, timeouts, 429 and 5xx."""
-    retry_initial_delay: float = Field(DEFAULT_RETRY_INITIAL_DELAY, ge=0, title="First retry delay (s)")
-    """Backoff before the first retry; doubles on each retry, with jitter."""
-    retry_max_delay: float = Field(DEFAULT_RETRY_MAX_DELAY, ge=0, title="Longest retry delay (s)")
-    """Upper bound of the exponential backoff between retries."""
-    dashboard_url: str = Field(DEFAULT_DASHBOARD_URL, title="Dashboard URL")
-    """Base URL of the Coverbase dashboard, for the run link."""
-    dashboard_run_path: str = Field(DEFAULT_DASHBOARD_RUN_PATH, title="Dashboard run path")
-    """Path of a run's page under the dashboard URL; must contain {workflow_run_id}."""
-    max_requests_per_second: float = Field(DEFAULT_MAX_REQUESTS_PER_SECOND, ge=0, title="Max requests per second")
-    """Request budget per process, shared by all this connection's triggers; a 429 pauses every user. 0: no limit."""
-    allow_insecure_http: bool = Field(False, title="Allow plain http")
-    """Allow an http:// base URL that is not localhost (test setups only)."""
+    timeout: float = Field(
+        DEFAULT_TIMEOUT, gt=0, title="Read timeout (s)", description="Seconds to wait for each API response."
+    )
+    connect_timeout: float = Field(
+        DEFAULT_CONNECT_TIMEOUT,
+        gt=0,
+        title="Connect timeout (s)",
+        description="Seconds to wait for the connection to the API.",
+    )
+    max_retries: int = Field(
+        DEFAULT_MAX_RETRIES,
+        ge=0,
+        le=20,
+        title="Max retries",
+        description="Retries of one API call on connection errors, timeouts, 429 and 5xx.",
+    )
+    retry_initial_delay: float = Field(
+        DEFAULT_RETRY_INITIAL_DELAY,
+        ge=0,
+        title="First retry delay (s)",
+        description="Backoff before the first retry; doubles on each retry, with jitter.",
+    )
+    retry_max_delay: float = Field(
+        DEFAULT_RETRY_MAX_DELAY,
+        ge=0,
+        title="Longest retry delay (s)",
+        description="Upper bound of the exponential backoff between retries.",
+    )
+    dashboard_url: str = Field(
+        DEFAULT_DASHBOARD_URL,
+        title="Dashboard URL",
+        description="Base URL of the Coverbase dashboard, for the run link.",
+    )
+    dashboard_run_path: str = Field(
+        DEFAULT_DASHBOARD_RUN_PATH,
+        title="Dashboard run path",
+        description="Path of a run's page under the dashboard URL; must contain {workflow_run_id}.",
+    )
+    max_requests_per_second: float = Field(
+        DEFAULT_MAX_REQUESTS_PER_SECOND,
+        ge=0,
+        title="Max requests per second",
+        description="Request budget per process, shared by all this connection's triggers; "
+        "a 429 pauses every user. 0: no limit.",
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        title="Allow plain http",
+        description="Allow an http:// base URL that is not localhost (test setups only).",
+    )
     #: A sensitive name ("secret"): Airflow masks it in logs and redacts it in its API, like the key;
-    #: ``format: password`` makes the form hide it. Its description names the minimum length, so it is
-    #: given here rather than as a docstring.
+    #: ``format: password`` makes the form hide it.
     webhook_secret: str | None = Field(
         None,
         title="Webhook signing secret",
@@ -107,8 +136,8 @@ class ConnectionExtras(BaseModel):
         gt=0,
         le=MAX_WEBHOOK_TIMESTAMP_TOLERANCE,
         title="Webhook timestamp tolerance (s)",
+        description="How far a delivery's signed time may be from now, either way (at most 7 days).",
     )
-    """How far a delivery's signed time may be from now, either way (at most 7 days)."""
 
     @field_validator("webhook_secret")
     @classmethod
