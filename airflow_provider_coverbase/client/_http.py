@@ -14,6 +14,7 @@ import urllib.request
 import httpx
 
 __all__ = [
+    "ENCODED_BODY_HEADERS",
     "MAX_BODY_BYTES",
     "connection_limits",
     "environment_proxy",
@@ -24,6 +25,9 @@ __all__ = [
 
 #: Largest decoded body accepted: far beyond any API answer, small enough to stop a runaway or a bomb.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Headers about a body as it came over the wire, dropped from an answer handed on decoded (by both
+#: clients: httpx must not decode it again, and the wire length is not the decoded body's).
+ENCODED_BODY_HEADERS = (b"content-encoding", b"content-length")
 
 _lock = threading.Lock()
 _context: ssl.SSLContext | None = None
@@ -87,7 +91,7 @@ def read_whole(response: httpx.Response, limit: int = MAX_BODY_BYTES) -> httpx.R
     httpx decodes a compressed body with no cap on its decoded size; read chunk by chunk as httpx
     decodes each network read, a compression bomb stops at the cap (its cost bounded by one read's
     worth decoded, about a thousand times the read). The answer returned holds the decoded body,
-    without ``Content-Encoding``. The async client's transport caps the body itself.
+    without ``Content-Encoding`` or the wire's ``Content-Length``. The async client's transport caps the body itself.
     """
     chunks: list[bytes] = []
     size = 0
@@ -98,7 +102,9 @@ def read_whole(response: httpx.Response, limit: int = MAX_BODY_BYTES) -> httpx.R
                 f"response body larger than {limit} bytes (decoded)", request=response.request
             )
         chunks.append(chunk)
-    headers = [(name, value) for name, value in response.headers.raw if name.lower() != b"content-encoding"]
+    headers = response.headers.raw
+    if "content-encoding" in response.headers:
+        headers = [(name, value) for name, value in headers if name.lower() not in ENCODED_BODY_HEADERS]
     return httpx.Response(
         response.status_code,
         headers=headers,

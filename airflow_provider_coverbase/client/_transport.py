@@ -64,7 +64,12 @@ import httpx
 import yarl
 from aiohttp.abc import AbstractResolver
 
-from airflow_provider_coverbase.client._http import MAX_BODY_BYTES, environment_proxy, shared_ssl_context
+from airflow_provider_coverbase.client._http import (
+    ENCODED_BODY_HEADERS,
+    MAX_BODY_BYTES,
+    environment_proxy,
+    shared_ssl_context,
+)
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "MAX_BODY_BYTES", "AiohttpTransport"]
 
@@ -74,8 +79,6 @@ DEFAULT_MAX_CONNECTIONS = 32
 HAPPY_EYEBALLS_DELAY = 0.25
 
 _NO_PROXY = ""
-#: Headers about the body as it came over the wire, not the decoded body handed to httpx.
-_ENCODED_BODY_HEADERS = (b"content-encoding", b"content-length")
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -171,7 +174,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 body = await self._read(answer, request)
                 headers: Any = answer.raw_headers
                 if "Content-Encoding" in answer.headers:  # decoded here: httpx must not decode it again
-                    headers = [(name, value) for name, value in headers if name.lower() not in _ENCODED_BODY_HEADERS]
+                    headers = [(name, value) for name, value in headers if name.lower() not in ENCODED_BODY_HEADERS]
                 return httpx.Response(
                     answer.status,
                     headers=headers,

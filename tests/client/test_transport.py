@@ -25,6 +25,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from airflow_provider_coverbase.client import AiohttpTransport, AsyncCoverbaseClient, CoverbaseClient, RetryPolicy
 from airflow_provider_coverbase.client._budget import PACING_HEADROOM, RequestBudget
+from airflow_provider_coverbase.client._http import read_whole
 from airflow_provider_coverbase.exceptions import CoverbaseConnectionError, CoverbaseTimeoutError
 from tests.client.scripted import Record, answer, read_request, run_body, scripted
 from tests.fake_api import API_KEY
@@ -222,6 +223,21 @@ async def test_a_compressed_answer_is_decoded_once(transport: AiohttpTransport, 
         response = await get(transport, url + "/x")
     assert response.json() == {"ok": True}
     assert "content-encoding" not in response.headers  # decoded here: httpx must not decode again
+    assert response.headers.get("content-length") in (None, str(len(b'{"ok": true}')))  # not the wire's length
+
+
+def test_the_sync_reading_hands_on_a_decoded_answer_without_its_wire_headers() -> None:
+    data = gzip.compress(b'{"ok": true}')
+    wire = httpx.Response(
+        200,
+        headers={"Content-Encoding": "gzip", "Content-Length": str(len(data))},
+        content=data,
+        request=httpx.Request("GET", "http://coverbase.test/v1/utils/authtest"),
+    )
+    response = read_whole(wire)
+    assert response.json() == {"ok": True}
+    assert "content-encoding" not in response.headers
+    assert response.headers.get("content-length") in (None, str(len(b'{"ok": true}')))
 
 
 async def test_a_body_over_the_cap_is_refused_by_its_length() -> None:
