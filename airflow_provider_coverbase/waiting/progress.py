@@ -51,10 +51,6 @@ def linked(url: str | None, before: str = ": ") -> str:
     return f"{before}{url} " if url else " "
 
 
-def _workflow(run: WorkflowRun) -> str:
-    return f"workflow '{run.workflow_name}'" if run.workflow_name else ""
-
-
 def _step_results(run: WorkflowRun) -> dict[str, tuple[str, str | None, str | None]]:
     results: dict[str, tuple[str, str | None, str | None]] = {}
     for index, step in enumerate(run.steps or ()):
