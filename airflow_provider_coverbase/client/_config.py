@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from airflow_provider_coverbase.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_KEEPALIVE_EXPIRY,
     DEFAULT_MAX_REQUESTS_PER_SECOND,
     DEFAULT_MAX_RETRIES,
     DEFAULT_RETRY_INITIAL_DELAY,
@@ -28,8 +27,6 @@ from airflow_provider_coverbase.exceptions import (
 )
 
 __all__ = [
-    # Re-exported for client/_shared.py only; the defaults live in (and are imported from) ``defaults``.
-    "DEFAULT_KEEPALIVE_EXPIRY",
     "ClientConfig",
     "RetryPolicy",
     "is_loopback_host",

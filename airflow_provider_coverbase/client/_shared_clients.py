@@ -28,14 +28,10 @@ from dataclasses import dataclass
 import httpx
 
 from airflow_provider_coverbase.client._async import AsyncCoverbaseClient
-from airflow_provider_coverbase.client._config import DEFAULT_KEEPALIVE_EXPIRY, ClientConfig
-from airflow_provider_coverbase.client._transport import DEFAULT_MAX_CONNECTIONS, AiohttpTransport
+from airflow_provider_coverbase.client._config import ClientConfig
+from airflow_provider_coverbase.client._transport import AiohttpTransport
 
 __all__ = ["SharedClients", "shared_clients"]
-
-
-def _default_transport() -> httpx.AsyncBaseTransport:
-    return AiohttpTransport(DEFAULT_MAX_CONNECTIONS, keepalive_expiry=DEFAULT_KEEPALIVE_EXPIRY)
 
 
 @dataclass(slots=True)
@@ -53,7 +49,7 @@ class SharedClients:
     """
 
     def __init__(self, transport_factory: Callable[[], httpx.AsyncBaseTransport] | None = None) -> None:
-        self._transport_factory = transport_factory or _default_transport
+        self._transport_factory = transport_factory or AiohttpTransport
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Entry]] = (
             weakref.WeakKeyDictionary()
         )

@@ -70,6 +70,7 @@ from airflow_provider_coverbase.client._http import (
     environment_proxy,
     shared_ssl_context,
 )
+from airflow_provider_coverbase.defaults import DEFAULT_KEEPALIVE_EXPIRY
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "MAX_BODY_BYTES", "AiohttpTransport"]
 
@@ -91,7 +92,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        keepalive_expiry: float = 3600.0,
+        keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY,
         *,
         ssl_context: ssl.SSLContext | None = None,
         resolver: AbstractResolver | None = None,
