@@ -77,7 +77,7 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_coverbase.client._error_mapping import is_missing_list_endpoint
 from airflow_provider_coverbase.client._inputs import MAX_LIST_LIMIT, encode_path_segment
-from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK
+from airflow_provider_coverbase.defaults import DEFAULT_PULL_LOOKBACK, DEFAULT_PULL_POLL_INTERVAL
 from airflow_provider_coverbase.exceptions import CoverbaseAPIError, CoverbaseError, NotFoundError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
@@ -94,8 +94,6 @@ __all__ = ["CoverbaseWatchError", "CoverbaseWorkflowRunEventTrigger"]
 
 log = logging.getLogger(__name__)
 
-#: Default creation window of the runs each poll lists (30 days).
-DEFAULT_LOOKBACK = DEFAULT_PULL_LOOKBACK
 #: How long a restarted watcher waits before asking again after a fatal error (legacy API, unknown
 #: workflow, bad key).
 FATAL_RECHECK_SECONDS = 600.0
@@ -225,8 +223,8 @@ class CoverbaseWorkflowRunEventTrigger(BaseEventTrigger):
         workflow_name: str,
         coverbase_conn_id: str = CoverbaseHook.default_conn_name,
         statuses: str | Iterable[str] = ("completed",),
-        poll_interval: float = 60.0,
-        lookback: float = DEFAULT_LOOKBACK,
+        poll_interval: float = DEFAULT_PULL_POLL_INTERVAL,
+        lookback: float = DEFAULT_PULL_LOOKBACK,  # 30 days
         page_size: int = MAX_LIST_LIMIT,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseEventTrigger is untyped
