@@ -35,12 +35,12 @@ __all__ = [
     "XCOM_KEY",
     "Origin",
     "RunWatch",
+    "TryRecorder",
     "brief",
     "checkpoint_times",
     "current_step",
     "pull_record",
     "push_record",
-    "record_try",
     "run_record",
 ]
 
@@ -62,7 +62,7 @@ class RunWatch:
     """How a task watches its run: the fields that every record of its try shares.
 
     The operator and the sensor each say this once (the sensor: ``origin="watched"``, no key);
-    :func:`record_try` adds the run's facts of the moment.
+    :meth:`TryRecorder.push` adds the run's facts of the moment.
     """
 
     conn_id: str
@@ -206,12 +206,31 @@ def push_record(ti: Any, record: Mapping[str, Any]) -> None:
     ti.xcom_push(key=XCOM_KEY, value=dict(record))
 
 
-def record_try(
-    ti: Any, run: WorkflowRun | Mapping[str, Any], watch: RunWatch, *, url: str | None, output: Any = None
-) -> None:
-    """Push the :func:`run_record` of ``ti``'s try, keeping the first-seen times of the record it pushed before.
+class TryRecorder:
+    """Pushes the records of one task try, each keeping the first-seen times of the one before.
 
-    The one way the operator and the sensor record their run; the try number and the earlier record come from ``ti``.
+    The record pushed before is pulled from XCom once per process (an earlier process of the try, such
+    as the one that deferred, may have pushed it), then kept: only this task writes the key, so reading
+    back what was just pushed would be an execution-API call for nothing. Make one per ``execute`` and
+    per ``execute_complete``: the operator and the sensor record their run through it.
     """
-    record = run_record(run, watch, url=url, try_number=int(ti.try_number), previous=pull_record(ti), output=output)
-    push_record(ti, record)
+
+    def __init__(self) -> None:
+        self._last: dict[str, Any] | None = None
+        self._pulled = False
+
+    def previous(self, ti: Any) -> dict[str, Any] | None:
+        """The record this try pushed last, or ``None``."""
+        if not self._pulled:
+            self._last, self._pulled = pull_record(ti), True
+        return self._last
+
+    def push(
+        self, ti: Any, run: WorkflowRun | Mapping[str, Any], watch: RunWatch, *, url: str | None, output: Any = None
+    ) -> None:
+        """Push the :func:`run_record` of ``ti``'s try; the try number comes from ``ti``."""
+        record = run_record(
+            run, watch, url=url, try_number=int(ti.try_number), previous=self.previous(ti), output=output
+        )
+        push_record(ti, record)
+        self._last = record

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import MAX_OUTPUT_CHARS, RunWatch, brief, checkpoint_times, run_record
+from airflow_provider_coverbase.monitoring import (
+    MAX_OUTPUT_CHARS,
+    XCOM_KEY,
+    RunWatch,
+    TryRecorder,
+    brief,
+    checkpoint_times,
+    run_record,
+)
 
 T0 = 1_790_000_000.0
 
@@ -75,3 +83,34 @@ def test_a_trigger_brief_merges_with_the_record_pushed_before_deferring() -> Non
     assert merged["failure_reason"] == "SMTP down"
     assert merged["status"] == "failed"
     assert merged["next_poll_at"] is None
+
+
+class FakeTaskInstance:
+    """A task instance's XCom, counting the pulls (each an execution-API call in a worker)."""
+
+    def __init__(self, pushed: dict[str, Any] | None = None) -> None:
+        self.try_number, self.map_index, self.pulls = 1, -1, 0
+        self.xcoms: dict[str, Any] = {XCOM_KEY: pushed} if pushed is not None else {}
+
+    def xcom_pull(self, key: str, map_indexes: int) -> Any:
+        self.pulls += 1
+        return self.xcoms.get(key)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def test_a_recorder_pulls_the_earlier_record_once_and_keeps_its_first_seen_times() -> None:
+    watch = RunWatch("c", "created", "airflow:k", poll_interval=30.0, max_poll_interval=1800.0)
+    deferred = record(legacy(["a"]), now=T0 + 10)  # pushed by the process that deferred
+    ti = FakeTaskInstance(pushed=deferred)
+    recorder = TryRecorder()
+    assert recorder.previous(ti) == deferred
+    recorder.push(ti, legacy(["a", "b"]), watch, url=None)
+    first_b = ti.xcoms[XCOM_KEY]["checkpoints"][1]
+    ti.xcoms[XCOM_KEY] = None  # what is pushed is not read back: the recorder keeps its own
+    recorder.push(ti, legacy(["a", "b", "c"]), watch, url=None)
+    assert ti.pulls == 1
+    checkpoints = ti.xcoms[XCOM_KEY]["checkpoints"]
+    assert checkpoints[0]["at"] == T0 + 10  # first seen by the earlier process, kept through both pushes
+    assert checkpoints[1] == first_b  # first seen by this process's first push

@@ -41,7 +41,7 @@ from airflow_provider_coverbase.links.coverbase import (
     CoverbaseWorkflowRunLink,
 )
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import Origin, RunWatch, pull_record, record_try
+from airflow_provider_coverbase.monitoring import Origin, RunWatch, TryRecorder
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
 from airflow_provider_coverbase.waiting.progress import linked, outcome_error, progress_lines, timeout_error
@@ -136,6 +136,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
     #: Whether this try created its run or reattached to one, and the key it sent (for the UI record).
     _coverbase_origin: Origin = "created"
     _coverbase_key: str | None = None
+    _recorder: TryRecorder  # made by execute and by execute_complete
 
     def __init__(
         self,
@@ -308,6 +309,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Start (or reattach to) the run, publish its id and link, then wait per the settings."""
         run_input = self._rendered_input()
+        self._recorder = TryRecorder()
         hook = CoverbaseHook(self.coverbase_conn_id)
         try:
             with _as_airflow_errors():
@@ -364,7 +366,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
             self.poll_interval,
             self.max_poll_interval,
         )
-        record_try(ti, run, watch, url=url, output=output)
+        self._recorder.push(ti, run, watch, url=url, output=output)
 
     def _poll(self, hook: CoverbaseHook, run: WorkflowRun, url: str, deadline: float, ti: Any = None) -> WorkflowRun:
         """Poll with the hook's one client (its connection kept alive between polls), at the adaptive pace."""
@@ -437,7 +439,8 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
         ti = context["ti"]
-        previous = pull_record(ti) or {}
+        self._recorder = TryRecorder()
+        previous = self._recorder.previous(ti) or {}
         self._coverbase_origin = previous.get("origin") or "created"
         self._coverbase_key = previous.get("idempotency_key")
         url = previous.get("url")

@@ -15,7 +15,7 @@ from airflow_provider_coverbase.exceptions import CoverbaseError
 from airflow_provider_coverbase.hooks.coverbase import CoverbaseHook
 from airflow_provider_coverbase.links.coverbase import RUN_URL_ATTRIBUTE, CoverbaseWorkflowRunLink
 from airflow_provider_coverbase.models import WorkflowRun
-from airflow_provider_coverbase.monitoring import RunWatch, pull_record, record_try
+from airflow_provider_coverbase.monitoring import RunWatch, TryRecorder
 from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger, parse_resume_event
 from airflow_provider_coverbase.waiting.errors import is_fatal
 from airflow_provider_coverbase.waiting.progress import outcome_error, progress_lines
@@ -72,6 +72,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
         self._hook: CoverbaseHook | None = None
         self._last_run: WorkflowRun | None = None
         self._first_check = time.time()
+        self._recorder = TryRecorder()  # made again by execute and by execute_complete
 
     def _get_hook(self) -> CoverbaseHook:
         """One hook (one sync HTTP client) for every poke of this task; closed when ``execute`` ends."""
@@ -93,7 +94,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
     def _record(self, ti: Any, run: WorkflowRun | dict[str, Any], url: str | None, output: Any = None) -> None:
         """Push the UI's record of the watched run (``monitoring.XCOM_KEY``), keeping first-seen times."""
         watch = RunWatch(self.coverbase_conn_id, "watched", None, float(self.poke_interval), self.max_poll_interval)
-        record_try(ti, run, watch, url=url, output=output)
+        self._recorder.push(ti, run, watch, url=url, output=output)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One status check. Returns done with the run as XCom, or not done; raises on a bad end."""
@@ -125,6 +126,7 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:  # noqa: RET503  # defer() never returns
         """Poke/reschedule as usual; when deferrable, check once, then defer to the trigger."""
+        self._recorder = TryRecorder()
         if not self.deferrable:
             try:
                 return super().execute(context)
@@ -171,7 +173,8 @@ class CoverbaseWorkflowRunSensor(BaseSensorOperator):
         setattr(self, RUN_URL_ATTRIBUTE, None)  # published before deferring: the link reads the XCom
         parsed = parse_resume_event(self.task_id, event)
         ti = context["ti"]
-        url = (pull_record(ti) or {}).get("url")
+        self._recorder = TryRecorder()
+        url = (self._recorder.previous(ti) or {}).get("url")
         if parsed.status == "completed":
             # The event is small (no output, no steps): read the run once for the task's return value.
             hook = self._get_hook()
