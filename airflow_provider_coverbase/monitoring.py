@@ -25,7 +25,12 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from airflow_provider_coverbase.models import TERMINAL_STATUSES, WorkflowRun
-from airflow_provider_coverbase.waiting.schedule import poll_interval_for, run_age
+from airflow_provider_coverbase.waiting.schedule import (
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+    poll_interval_for,
+    run_age,
+)
 
 __all__ = [
     "MAX_CHECKPOINTS",
@@ -188,7 +193,9 @@ def expected_next_poll(record: Mapping[str, Any], now: float) -> float | None:
     started = record.get("started_at") or record.get("last_poll_at") or now
     age = run_age(None, float(started), now)
     return now + poll_interval_for(
-        age, float(record.get("poll_interval") or 30.0), float(record.get("max_poll_interval") or 1800.0)
+        age,
+        float(record.get("poll_interval") or DEFAULT_POLL_INTERVAL),
+        float(record.get("max_poll_interval") or DEFAULT_MAX_POLL_INTERVAL),
     )
 
 

@@ -53,7 +53,7 @@ from airflow_provider_coverbase.waiting.reattach import (
     chain_of,
     derive_idempotency_key,
 )
-from airflow_provider_coverbase.waiting.schedule import next_pause, resolve_max_poll_interval
+from airflow_provider_coverbase.waiting.schedule import DEFAULT_POLL_INTERVAL, next_pause, resolve_max_poll_interval
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -147,7 +147,7 @@ class CoverbaseRunWorkflowOperator(BaseOperator):
         idempotency_key: str | None = None,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: timedelta | float = 30.0,
+        poll_interval: timedelta | float = DEFAULT_POLL_INTERVAL,
         max_poll_interval: timedelta | float | None = None,
         timeout: timedelta | float = DEFAULT_TIMEOUT,
         coverbase_conn_id: str = CoverbaseHook.default_conn_name,

@@ -38,6 +38,7 @@ from airflow_provider_coverbase.monitoring import brief
 from airflow_provider_coverbase.waiting.errors import DEFAULT_ERROR_POLICY, ErrorPolicy, ErrorStreak
 from airflow_provider_coverbase.waiting.progress import linked, outcome_error, progress_lines, timeout_error
 from airflow_provider_coverbase.waiting.schedule import (
+    DEFAULT_POLL_INTERVAL,
     coalesced_delay,
     next_pause,
     positive_seconds,
@@ -99,7 +100,7 @@ class CoverbaseWorkflowRunTrigger(BaseTrigger):
         self,
         workflow_run_id: str,
         coverbase_conn_id: str = CoverbaseHook.default_conn_name,
-        poll_interval: float = 30.0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
         deadline: float | None = None,
         dashboard_url: str | None = None,
         max_poll_interval: float | None = None,

@@ -13,6 +13,7 @@ from airflow_provider_coverbase.models import WorkflowRun
 
 __all__ = [
     "DEFAULT_MAX_POLL_INTERVAL",
+    "DEFAULT_POLL_INTERVAL",
     "POLL_AGE_FRACTION",
     "WAKE_TICK",
     "coalesced_delay",
@@ -23,6 +24,8 @@ __all__ = [
     "run_age",
 ]
 
+#: Shortest pause between two polls (of a young run) by default: the operator's, the trigger's and the UI record's.
+DEFAULT_POLL_INTERVAL = 30.0
 #: Longest pause between two polls by default (30 min). With ``poll_interval=30`` a 14-day run
 #: costs about 760 GETs instead of 40,320 at a fixed 30 s.
 DEFAULT_MAX_POLL_INTERVAL = 1800.0
