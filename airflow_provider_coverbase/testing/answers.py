@@ -44,14 +44,19 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def body_error(kind: str, loc: list[Any], msg: str, given: Any) -> JSON:
+    """One item of a FastAPI-style 422 ``detail`` list."""
+    return {"type": kind, "loc": loc, "msg": msg, "input": given}
+
+
 def not_an_object(payload: Any, loc: tuple[str, ...] = ("body",)) -> JSON:
     """FastAPI's 422 item for a body (or part of one) that is not a JSON object."""
-    return {
-        "type": "model_attributes_type",
-        "loc": list(loc),
-        "msg": "Input should be a valid dictionary or object to extract fields from",
-        "input": payload,
-    }
+    return body_error(
+        "model_attributes_type",
+        list(loc),
+        "Input should be a valid dictionary or object to extract fields from",
+        payload,
+    )
 
 
 def conflict_body(shape: str, original: JSON) -> JSON:

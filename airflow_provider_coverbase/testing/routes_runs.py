@@ -12,18 +12,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from airflow_provider_coverbase.testing import runs
-from airflow_provider_coverbase.testing.answers import DROP, Answers, conflict_body, json_response, not_an_object
+from airflow_provider_coverbase.testing.answers import (
+    DROP,
+    Answers,
+    body_error,
+    conflict_body,
+    json_response,
+    not_an_object,
+)
 from airflow_provider_coverbase.testing.catalog import CURRENT_STATUSES, JSON, LEGACY_STATUSES
 from airflow_provider_coverbase.testing.config import OrgConfig, WorkflowDefinition
 from airflow_provider_coverbase.testing.input_schema import first_problem
 
 RUN_BY_NAME = "/v1/workflows/{workflow_name}/run"
 RUN_BY_DEFINITION = "/v1/workflows/runs"
-
-
-def _body_error(kind: str, loc: list[Any], msg: str, given: Any) -> JSON:
-    """One item of a FastAPI-style 422 ``detail`` list."""
-    return {"type": kind, "loc": loc, "msg": msg, "input": given}
 
 
 class RunRoutes:
@@ -58,10 +60,10 @@ class RunRoutes:
             try:
                 payload = json.loads(raw)
             except json.JSONDecodeError as exc:
-                error = _body_error("json_invalid", ["body", exc.pos], "JSON decode error", {})
+                error = body_error("json_invalid", ["body", exc.pos], "JSON decode error", {})
                 return self.answers.validation_error(request, [{**error, "ctx": {"error": exc.msg}}])
             except ValueError:
-                error = _body_error("json_invalid", ["body", 0], "JSON decode error", {})
+                error = body_error("json_invalid", ["body", 0], "JSON decode error", {})
                 return self.answers.validation_error(request, [error])
         if not isinstance(payload, dict):
             return self.answers.validation_error(request, [not_an_object(payload)])
@@ -99,7 +101,7 @@ class RunRoutes:
         if run_input is None:
             run_input = {}
         if not isinstance(run_input, dict):
-            error = _body_error("dict_type", ["body", "input"], "Input should be a valid dictionary", run_input)
+            error = body_error("dict_type", ["body", "input"], "Input should be a valid dictionary", run_input)
             return self.answers.validation_error(request, [error])
         return runs.normalize_input(run_input, self.state.dialect)
 
@@ -114,7 +116,7 @@ class RunRoutes:
         if workflow_name is None and not isinstance(payload.get("workflow_definition_id"), str):
             missing = payload.get("workflow_definition_id") is None
             kind, msg = ("missing", "Field required") if missing else ("string_type", "Input should be a valid string")
-            error = _body_error(kind, ["body", "workflow_definition_id"], msg, payload)
+            error = body_error(kind, ["body", "workflow_definition_id"], msg, payload)
             return answers.validation_error(request, [error])
 
         key = request.headers.get("idempotency-key")
@@ -187,7 +189,7 @@ class RunRoutes:
         expected = "Input should be " + ", ".join(repr(s) for s in allowed[:-1]) + f" or {allowed[-1]!r}"
         bad = [
             {
-                **_body_error("enum", ["query", "status", i], expected, value),
+                **body_error("enum", ["query", "status", i], expected, value),
                 "ctx": {"expected": ", ".join(repr(s) for s in allowed)},
             }
             for i, value in enumerate(status or [])

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from airflow_provider_coverbase.testing.answers import Answers, is_loopback, json_response, not_an_object
+from airflow_provider_coverbase.testing.answers import Answers, body_error, is_loopback, json_response, not_an_object
 from airflow_provider_coverbase.testing.catalog import CURRENT_EVENT_TYPES, JSON, LEGACY_EVENT_TYPES, new_id
 from airflow_provider_coverbase.testing.config import OrgConfig
 from airflow_provider_coverbase.testing.webhook_delivery import WebhookDispatcher
@@ -82,8 +82,8 @@ class WebhookRoutes:
         if not partial or payload.get("events") is not None:
             events = payload.get("events")
             if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
-                error = {"type": "list_type", "loc": ["body", "events"], "msg": "Input should be a valid list"}
-                return answers.validation_error(request, [{**error, "input": events}])
+                error = body_error("list_type", ["body", "events"], "Input should be a valid list", events)
+                return answers.validation_error(request, [error])
             catalog = LEGACY_EVENT_TYPES if self.state.dialect == "legacy" else CURRENT_EVENT_TYPES
             unknown = [e for e in events if e not in catalog]
             if unknown and self.state.dialect == "legacy":
@@ -115,7 +115,7 @@ class WebhookRoutes:
             return admitted
         org, payload = admitted
         missing = [
-            {"type": "missing", "loc": ["body", name], "msg": "Field required", "input": payload}
+            body_error("missing", ["body", name], "Field required", payload)
             for name in ("url", "events", "secret")
             if name not in payload
         ]
