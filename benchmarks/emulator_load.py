@@ -86,10 +86,9 @@ async def poll(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    emulator = start_emulator_process(["--dialect", args.dialect])
-    emulator.wait_until_serving()
-    process, base_url, api_key = emulator.process, emulator.base_url, emulator.api_key
-    try:
+    with start_emulator_process(["--dialect", args.dialect]) as emulator:
+        emulator.wait_until_serving()
+        process, base_url, api_key = emulator.process, emulator.base_url, emulator.api_key
         # httpcore's pool gets slow with many connections, so shard them over several clients.
         per_client = 8
         shards = max(1, args.concurrency // per_client)
@@ -106,9 +105,6 @@ async def main_async(args: argparse.Namespace) -> None:
         finally:
             for client in clients:
                 await client.aclose()
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def main() -> None:

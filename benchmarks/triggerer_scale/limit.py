@@ -5,24 +5,22 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import subprocess
 import urllib.request
 from collections import Counter, defaultdict
 from typing import Any
 
-from airflow_provider_coverbase.testing.process import start_emulator_process
+from airflow_provider_coverbase.testing.process import EmulatorProcess, start_emulator_process
 from benchmarks.harness.report import fmt, human_duration, percentile, print_table
 from benchmarks.triggerer_scale.bench import Bench
 from benchmarks.triggerer_scale.kinds import KINDS
 
 
-def start_emulator(bench: Bench, log_limit: int) -> tuple[subprocess.Popen[str], str]:
+def start_emulator(bench: Bench, log_limit: int) -> EmulatorProcess:
     config = bench.workdir / "emulator.json"
     config.write_text(json.dumps({"request_log_limit": log_limit}))
     emulator = start_emulator_process(["--config", str(config)])
     bench.children.append(emulator.process)
-    process, base_url = emulator.process, emulator.base_url
-    return process, base_url
+    return emulator
 
 
 def emulator_call(base_url: str, method: str, path: str, body: Any = None, key: str | None = None) -> Any:
@@ -48,8 +46,8 @@ def round_limit(bench: Bench) -> dict[str, Any]:
         f"connection extra {json.dumps(args.limit_extra)}\n",
         flush=True,
     )
-    process, base_url = start_emulator(bench, log_limit=max(100_000, int(n * seconds)))
-    try:
+    with start_emulator(bench, log_limit=max(100_000, int(n * seconds))) as emulator:
+        base_url = emulator.base_url
         import concurrent.futures
 
         def start_run(_: int) -> str:
@@ -98,9 +96,6 @@ def round_limit(bench: Bench) -> dict[str, Any]:
         )
         result = bench.collect(worker, args.worker_timeout)
         log = emulator_call(base_url, "GET", "/_emulator/requests")["data"]
-    finally:
-        process.terminate()
-        process.wait(10)
     begin, end = result.get("window_begin"), result.get("window_end")
     if begin is None or end is None:
         print(f"429 round failed: {result.get('error')}\n")
