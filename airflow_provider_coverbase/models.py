@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "UNSUCCESSFUL_STATUSES",
     "WorkflowRun",
     "WorkflowRunList",
     "WorkflowRunStatus",
@@ -73,6 +74,8 @@ _ALIASES: dict[str, WorkflowRunStatus] = {
 
 #: Statuses after which a run never changes again.
 TERMINAL_STATUSES = frozenset({WorkflowRunStatus.COMPLETED, WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED})
+#: The terminal statuses of a run that did not complete: the task fails, and its next try starts anew.
+UNSUCCESSFUL_STATUSES = TERMINAL_STATUSES - {WorkflowRunStatus.COMPLETED}
 
 
 class _ApiModel(BaseModel):

@@ -25,7 +25,7 @@ from airflow_provider_coverbase.exceptions import (
     WorkflowRunFailed,
     WorkflowRunTimedOut,
 )
-from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
+from airflow_provider_coverbase.models import UNSUCCESSFUL_STATUSES, WorkflowRun, WorkflowRunStatus
 
 __all__ = [
     "describe_run",
@@ -102,7 +102,7 @@ def outcome_error(run: WorkflowRun, url: str | None = None) -> WorkflowRunError 
     one (:attr:`WorkflowRun.failure_reason`); then, in brackets, the run id, the workflow and the
     link, with a space before the closing bracket so Airflow's log view links exactly the URL.
     """
-    if run.status not in (WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED):
+    if run.status not in UNSUCCESSFUL_STATUSES:
         return None
     failed = run.status == WorkflowRunStatus.FAILED
     checkpoints = run.checkpoints

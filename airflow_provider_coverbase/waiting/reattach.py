@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_coverbase.models import WorkflowRun, WorkflowRunStatus
+from airflow_provider_coverbase.models import UNSUCCESSFUL_STATUSES, WorkflowRun
 from airflow_provider_coverbase.waiting.progress import describe_run
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
 #: Key of the operator's record in Airflow 3.3's task state store.
 STATE_KEY = "coverbase_workflow_run"
 #: A run that ended in one of these is not attached to: the next try starts a fresh one.
-RESTART_AFTER = frozenset({WorkflowRunStatus.FAILED, WorkflowRunStatus.CANCELLED})
+RESTART_AFTER = UNSUCCESSFUL_STATUSES
 
 
 def derive_idempotency_key(
