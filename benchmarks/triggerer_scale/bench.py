@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ class Bench:
 
     def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            argv if argv[:2] == [sys.executable, "-m"] else module_command("benchmarks.triggerer_scale", *argv),
+            argv,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
@@ -58,8 +57,10 @@ class Bench:
         return env
 
     def worker_argv(self, kind: Kind, round_name: str, counters: Counters, n: int, poll: float) -> list[str]:
+        """The command of a worker process of ``round_name`` (this module with ``--work``)."""
         a = self.args
-        return [
+        return module_command(
+            "benchmarks.triggerer_scale",
             "--work",
             round_name,
             "--kind",
@@ -93,7 +94,7 @@ class Bench:
             *(["--stagger"] if a.stagger else []),
             "--check-dir",
             str(self.workdir),
-        ]
+        )
 
     def collect(self, process: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
         try:

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from airflow_provider_coverbase.testing.process import EmulatorProcess, start_emulator_process
+from benchmarks.harness import module_command
 from benchmarks.harness.report import fmt, human_duration, percentile, print_table
 from benchmarks.triggerer_scale.bench import Bench
 from benchmarks.triggerer_scale.kinds import KINDS
@@ -72,7 +73,8 @@ def round_limit(bench: Bench) -> dict[str, Any]:
         }
         (bench.workdir / "airflow-home").mkdir(exist_ok=True)
         worker = bench.spawn(
-            [
+            module_command(
+                "benchmarks.triggerer_scale",
                 "--work",
                 "limit",
                 "--kind",
@@ -91,7 +93,7 @@ def round_limit(bench: Bench) -> dict[str, Any]:
                 args.log_level,
                 "--setup-timeout",
                 str(args.setup_timeout),
-            ],
+            ),
             env,
         )
         result = bench.collect(worker, args.worker_timeout)
