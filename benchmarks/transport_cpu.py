@@ -50,12 +50,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,13 +63,14 @@ from typing import Any
 
 from benchmarks.harness import ROOT, module_command
 from benchmarks.harness.counters import ACCEPTED, REQUESTS, Counters
-from benchmarks.harness.fleet import rss_mb
-from benchmarks.harness.report import percentile
+from benchmarks.harness.fleet import Fleet, lag_monitor, rss_mb, start_fleet, stop_fleet
+from benchmarks.harness.report import median_of, percentile
 from benchmarks.harness.server import answer, fake_server
+from benchmarks.triggerer_scale.kinds import KINDS
 
 OWN_WAKE = "own-wake"
-API_KEY = "ak_bench_0123456789abcdef0123456789abcdef"
-CONN_ID = "coverbase_transport_bench"
+#: Our trigger, as the trigger benchmark runs it (its connection, kwargs and class).
+OURS = KINDS["ours"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +158,6 @@ def _wake_on_own_time() -> None:
 
 async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     from airflow_provider_coverbase.client._shared_clients import shared_clients
-    from airflow_provider_coverbase.triggers.coverbase import CoverbaseWorkflowRunTrigger
 
     transport, suffixes = split_transport(args.transport)
     if OWN_WAKE in suffixes:
@@ -168,45 +166,17 @@ async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
         shared_clients._transport_factory = lambda: _NoNetwork(counters)
     else:
         shared_clients._transport_factory = transport_factory(transport)
-    lags: list[tuple[float, float]] = []
-
-    async def monitor() -> None:
-        while True:
-            start = time.perf_counter()
-            await asyncio.sleep(0.02)
-            now = time.perf_counter()
-            lags.append((now, now - start - 0.02))
-
-    async def drive(index: int) -> None:
-        trigger = CoverbaseWorkflowRunTrigger(
-            workflow_run_id=f"cbwfr_{index:08d}",
-            coverbase_conn_id=CONN_ID,
-            poll_interval=args.poll,
-            max_poll_interval=args.poll,
-        )
-        events = trigger.run()
-        try:
-            async for _ in events:
-                break
-        finally:
-            with contextlib.suppress(Exception):
-                await events.aclose()
-            with contextlib.suppress(Exception):
-                await trigger.cleanup()
-
-    lag_task = asyncio.create_task(monitor())
+    lag = Fleet(0)  # the loop lag's samples, taken from before the triggers start
+    lag_task = asyncio.create_task(lag_monitor(lag))
     await asyncio.sleep(0.2)
     gc.collect()
     rss_before = rss_mb()
-    began = time.monotonic()
-    tasks = []
-    for i in range(args.n):  # spread over one poll interval, yielding between two, as a triggerer does
-        await asyncio.sleep(max(0.0, began + args.poll * i / args.n - time.monotonic()))
-        tasks.append(asyncio.create_task(drive(i)))
+    # Spread over one poll interval, yielding between two, as a triggerer does; fixed polling.
+    fleet = await start_fleet(OURS, args.n, args.poll, counters, {"max_poll_interval": args.poll}, stagger=args.poll)
     deadline = time.monotonic() + 120
     while counters[REQUESTS] < args.n * 2 and time.monotonic() < deadline:  # noqa: ASYNC110 - another process counts
         await asyncio.sleep(0.05)
-    failed = [t for t in tasks if t.done()]
+    ended_early = fleet.finished()
     profiler = None
     if args.profile:
         import cProfile
@@ -222,15 +192,13 @@ async def _work(args: argparse.Namespace, counters: Counters) -> dict[str, Any]:
     gc.collect()
     rss_after = rss_mb()
     lag_task.cancel()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await stop_fleet(fleet)
     polls = r1 - r0
-    window_lags = [lag for at, lag in lags if p0 <= at <= p1]
+    window_lags = [late for at, late in lag.lag if p0 <= at <= p1]
     return {
         "transport": args.transport,
         "polls": int(polls),
-        "ended_early": len(failed),
+        "ended_early": ended_early,
         "cpu_s_per_1k_polls": (c1 - c0) / polls * 1000 if polls else math.nan,
         "new_conns_per_1k_polls": (a1 - a0) / polls * 1000 if polls else math.nan,
         "conns_total": int(a1),
@@ -262,18 +230,13 @@ def work_main(args: argparse.Namespace) -> None:
 
 def run_worker(args: argparse.Namespace, transport: str, home: str) -> dict[str, Any]:
     with fake_server() as (counters, port):
-        connection = {
-            "conn_type": "coverbase",
-            "host": f"http://127.0.0.1:{port}",
-            "password": API_KEY,
-            "extra": {"max_requests_per_second": 0},  # the transport's cost, not the budget's pacing
-        }
+        connection = OURS.connection(port, False, {"max_requests_per_second": 0})  # the transport, not the budget
         env = {
             **os.environ,
             "AIRFLOW_HOME": home,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(connection),
+            f"AIRFLOW_CONN_{OURS.conn_id.upper()}": json.dumps(connection),
         }
         argv = module_command(
             "benchmarks.transport_cpu", "--work", "--transport", transport, "--counters", counters.path
@@ -338,8 +301,8 @@ def main() -> None:
         ok = [r for r in results[transport] if "error" not in r]
         row = [transport]
         for key, _, digits in keys:
-            values = [float(r[key]) for r in ok if not math.isnan(float(r[key]))]
-            row.append(f"{statistics.median(values):.{digits}f}" if values else "n/a")
+            value = median_of(ok, key)
+            row.append("n/a" if math.isnan(value) else f"{value:.{digits}f}")
         rows.append(row)
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
